@@ -1,0 +1,99 @@
+//! Builds the guest kernels in `asm/` into ELF64 executables in `OUT_DIR`.
+//!
+//! Each `.S` file is assembled once with `gcc -c` (so the C preprocessor runs and `common.h`
+//! can be shared); each guest is then linked from its objects with `ld` and `asm/guest.ld`.
+//! The symbol table is kept: the tracer probes guest functions by name. The tools can be
+//! overridden with `HVTRACE_GUEST_CC` and `HVTRACE_GUEST_LD`.
+
+use std::env;
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Each guest: its name (the image becomes `OUT_DIR/<name>.elf`) and the sources it links.
+const GUESTS: &[(&str, &[&str])] = &[
+    ("hello", &["common", "hello"]),
+    ("smp", &["common", "smp", "mptable", "lapic", "trampoline"]),
+    ("fault", &["common", "fault"]),
+    ("spin", &["common", "spin"]),
+];
+
+fn main() {
+    let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let asm = manifest.join("asm");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let obj_dir = out.join("obj");
+    fs::create_dir_all(&obj_dir).expect("create OUT_DIR/obj");
+
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed={}", asm.display());
+    let mut entries: Vec<PathBuf> = fs::read_dir(&asm)
+        .unwrap_or_else(|e| panic!("guest build: cannot read {}: {e}", asm.display()))
+        .map(|entry| entry.expect("read asm/ entry").path())
+        .collect();
+    entries.sort();
+    for path in &entries {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    println!("cargo:rerun-if-env-changed=HVTRACE_GUEST_CC");
+    println!("cargo:rerun-if-env-changed=HVTRACE_GUEST_LD");
+    let cc = env::var("HVTRACE_GUEST_CC").unwrap_or_else(|_| "gcc".to_string());
+    let ld = env::var("HVTRACE_GUEST_LD").unwrap_or_else(|_| "ld".to_string());
+
+    let mut sources: Vec<&str> = GUESTS.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    for source in sources {
+        let src = asm.join(format!("{source}.S"));
+        let obj = obj_dir.join(format!("{source}.o"));
+        let mut cmd = Command::new(&cc);
+        cmd.args([
+            "-c",
+            "-m64",
+            "-nostdinc",
+            "-Wa,--noexecstack",
+            "-Wa,--fatal-warnings",
+        ])
+        .arg("-I")
+        .arg(&asm)
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj);
+        run(&cc, &format!("assemble {}", src.display()), &mut cmd);
+    }
+
+    let script = asm.join("guest.ld");
+    for (name, objs) in GUESTS {
+        let image = out.join(format!("{name}.elf"));
+        let mut cmd = Command::new(&ld);
+        cmd.args(["-nostdlib", "-static", "-z", "max-page-size=0x1000", "-T"])
+            .arg(&script)
+            .arg("-o")
+            .arg(&image);
+        for obj in *objs {
+            cmd.arg(obj_dir.join(format!("{obj}.o")));
+        }
+        run(&ld, &format!("link guest `{name}`"), &mut cmd);
+    }
+}
+
+/// Runs `cmd` (the tool `tool`, doing `what`); panics with the tool's stderr if it fails.
+fn run(tool: &str, what: &str, cmd: &mut Command) {
+    let output = match cmd.output() {
+        Ok(output) => output,
+        Err(e) => panic!(
+            "guest build: cannot run `{tool}` to {what}: {e} \
+             (the guest kernels need gcc and GNU ld from binutils)"
+        ),
+    };
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        panic!(
+            "guest build: `{tool}` failed to {what} ({}):\n{cmd:?}\n{stderr}",
+            output.status
+        );
+    }
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        println!("cargo:warning={tool}: {line}");
+    }
+}

@@ -1,0 +1,72 @@
+//! The built-in guests: tiny x86_64 long-mode kernels written in assembly.
+//!
+//! `build.rs` assembles `asm/*.S` and links each guest into an ELF64 executable (symbol table
+//! kept, so the tracer can probe guest functions by name); this crate embeds the images.
+//!
+//! Boot contract (see `asm/common.h`): each image is linked at 1 MiB and its `PT_LOAD` segments
+//! are loaded at their physical addresses; `e_entry` (`_start`) is entered on the BSP in 64-bit
+//! mode with RDI pointing at the boot-info block at 0x1000. Guests print on COM1 (0x3f8) and end
+//! the VM by writing their exit status to I/O port 0xf4. Functions common to every guest:
+//! `_start`, `guest_main`, `serial_init`, `serial_putc`, `serial_puts`, `print_dec`,
+//! `serial_lock`, `serial_unlock`, `exit_guest`, `halt_forever`.
+
+/// One built-in guest.
+#[derive(Debug)]
+pub struct Guest {
+    /// Short name used on the command line (`hvtrace run <name>`).
+    pub name: &'static str,
+    /// One line saying what the guest does, for `hvtrace guests`.
+    pub description: &'static str,
+    /// The ELF64 executable image.
+    pub image: &'static [u8],
+}
+
+/// The name of the guest that `hvtrace run` uses when none is given.
+pub const DEFAULT_GUEST: &str = "smp";
+
+/// Embeds the image `build.rs` linked for guest `$name`.
+macro_rules! image {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".elf"))
+    };
+}
+
+static GUESTS: [Guest; 4] = [
+    Guest {
+        name: "hello",
+        description: "prints `hello from hvtrace guest` on the serial port and exits 0",
+        image: image!("hello"),
+    },
+    Guest {
+        name: "smp",
+        description: "counts CPUs in the MP table, starts each AP with INIT-SIPI-SIPI, \
+                      each prints `cpu N online`; exits 0 if all come online (1: some \
+                      did not, 3: MP table disagrees with boot info)",
+        image: image!("smp"),
+    },
+    Guest {
+        name: "fault",
+        description: "prints one line, then executes a VEX instruction (andn) that KVM \
+                      cannot emulate at CPL0 (else ud2, a triple fault); never exits 0",
+        image: image!("fault"),
+    },
+    Guest {
+        name: "spin",
+        description: "prints one line, then loops forever with interrupts disabled \
+                      (deliberately never ends; for testing --timeout)",
+        image: image!("spin"),
+    },
+];
+
+/// Every built-in guest, in listing order.
+pub fn all() -> &'static [Guest] {
+    &GUESTS
+}
+
+/// Looks a guest up by name.
+pub fn find(name: &str) -> Option<&'static Guest> {
+    GUESTS.iter().find(|g| g.name == name)
+}
+
+#[cfg(test)]
+mod tests;

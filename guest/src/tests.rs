@@ -1,0 +1,222 @@
+//! Checks of the embedded images, parsing the ELF headers by hand.
+
+use super::{all, find, DEFAULT_GUEST};
+
+/// Functions every guest links from `common.S`.
+const COMMON: &[&str] = &[
+    "_start",
+    "guest_main",
+    "serial_init",
+    "serial_putc",
+    "serial_puts",
+    "print_dec",
+    "serial_lock",
+    "serial_unlock",
+    "exit_guest",
+    "halt_forever",
+];
+
+/// Functions particular to each guest.
+fn own_functions(name: &str) -> &'static [&'static str] {
+    match name {
+        "hello" => &["say_hello"],
+        "smp" => &[
+            "start_aps",
+            "start_ap",
+            "cpu_listed",
+            "print_cpu_online",
+            "print_summary",
+            "mp_find",
+            "mp_scan",
+            "mp_checksum",
+            "mp_parse",
+            "lapic_id",
+            "lapic_enable",
+            "apic_send_ipi",
+            "delay",
+            "wait_for_online",
+            "trampoline_start",
+            "ap_protected_mode",
+            "ap_long_mode_entry",
+            "ap_main",
+        ],
+        "fault" => &["do_fault"],
+        "spin" => &["spin_forever"],
+        other => panic!("no expected symbols for guest {other}"),
+    }
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes(b[off..off + 2].try_into().unwrap())
+}
+
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
+}
+
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
+}
+
+/// A symbol from `.symtab`.
+#[derive(Debug)]
+struct Symbol {
+    name: String,
+    value: u64,
+    size: u64,
+    is_func: bool,
+}
+
+/// A `PT_LOAD` segment: physical address, file size, memory size.
+#[derive(Debug)]
+struct Load {
+    paddr: u64,
+    vaddr: u64,
+    filesz: u64,
+    memsz: u64,
+}
+
+/// Reads the header fields the tests need; asserts on the identification bytes.
+fn check_header(image: &[u8]) -> u64 {
+    assert!(image.len() > 64);
+    assert_eq!(&image[..4], b"\x7fELF", "ELF magic");
+    assert_eq!(image[4], 2, "ELFCLASS64");
+    assert_eq!(image[5], 1, "little-endian");
+    assert_eq!(u16_at(image, 16), 2, "ET_EXEC");
+    assert_eq!(u16_at(image, 18), 62, "EM_X86_64");
+    u64_at(image, 24)
+}
+
+fn loads(image: &[u8]) -> Vec<Load> {
+    let phoff = u64_at(image, 32) as usize;
+    let phentsize = u16_at(image, 54) as usize;
+    let phnum = u16_at(image, 56) as usize;
+    (0..phnum)
+        .map(|i| &image[phoff + i * phentsize..][..phentsize])
+        .filter(|ph| u32_at(ph, 0) == 1)
+        .map(|ph| Load {
+            vaddr: u64_at(ph, 16),
+            paddr: u64_at(ph, 24),
+            filesz: u64_at(ph, 32),
+            memsz: u64_at(ph, 40),
+        })
+        .collect()
+}
+
+fn symbols(image: &[u8]) -> Vec<Symbol> {
+    let shoff = u64_at(image, 40) as usize;
+    let shentsize = u16_at(image, 58) as usize;
+    let shnum = u16_at(image, 60) as usize;
+    let section = |i: usize| &image[shoff + i * shentsize..][..shentsize];
+    let symtab = (0..shnum)
+        .map(section)
+        .find(|sh| u32_at(sh, 4) == 2)
+        .expect("a SHT_SYMTAB section");
+    let strtab = section(u32_at(symtab, 40) as usize);
+    let strings = &image[u64_at(strtab, 24) as usize..][..u64_at(strtab, 32) as usize];
+    let entries = &image[u64_at(symtab, 24) as usize..][..u64_at(symtab, 32) as usize];
+    entries
+        .chunks_exact(24)
+        .map(|sym| {
+            let name_at = u32_at(sym, 0) as usize;
+            let len = strings[name_at..].iter().position(|&c| c == 0).unwrap();
+            Symbol {
+                name: String::from_utf8(strings[name_at..name_at + len].to_vec()).unwrap(),
+                value: u64_at(sym, 8),
+                size: u64_at(sym, 16),
+                is_func: sym[4] & 0xf == 2,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn images_are_elf64_x86_64_executables() {
+    for g in all() {
+        let entry = check_header(g.image);
+        let start = symbols(g.image).into_iter().find(|s| s.name == "_start");
+        assert_eq!(
+            entry,
+            start.expect("_start").value,
+            "{}: entry is _start",
+            g.name
+        );
+        assert!(
+            loads(g.image)
+                .iter()
+                .any(|l| entry >= l.paddr && entry < l.paddr + l.memsz),
+            "{}: entry point inside a segment",
+            g.name
+        );
+    }
+}
+
+#[test]
+fn segments_stay_in_guest_memory() {
+    for g in all() {
+        let segments = loads(g.image);
+        assert!(!segments.is_empty(), "{}", g.name);
+        for l in &segments {
+            let end = l.paddr + l.memsz;
+            assert_eq!(l.paddr, l.vaddr, "{}: identity mapped", g.name);
+            assert!(l.memsz >= l.filesz && l.memsz > 0, "{}: {l:?}", g.name);
+            let low = l.paddr >= 0x8000 && end <= 0x9f000;
+            let high = l.paddr >= 0x10_0000 && end <= 16 << 20;
+            assert!(
+                low || high,
+                "{}: segment {l:?} outside guest memory",
+                g.name
+            );
+        }
+        let uses_low = segments.iter().any(|l| l.paddr < 0x10_0000);
+        assert_eq!(
+            uses_low,
+            g.name == "smp",
+            "{}: only smp uses low memory",
+            g.name
+        );
+    }
+}
+
+#[test]
+fn symbol_tables_name_every_function() {
+    for g in all() {
+        let syms = symbols(g.image);
+        assert!(syms.len() > 1, "{}: symbol table is empty", g.name);
+        for want in COMMON.iter().chain(own_functions(g.name)) {
+            let sym = syms.iter().find(|s| s.name == *want);
+            let sym = sym.unwrap_or_else(|| panic!("{}: no symbol {want}", g.name));
+            assert!(sym.is_func, "{}: {want} is not STT_FUNC", g.name);
+            assert!(sym.size > 0, "{}: {want} has no size", g.name);
+        }
+    }
+}
+
+#[test]
+fn smp_trampoline_sits_at_sipi_vector_8() {
+    let smp = find("smp").expect("smp");
+    let syms = symbols(smp.image);
+    let tramp = syms.iter().find(|s| s.name == "trampoline_start").unwrap();
+    assert_eq!(tramp.value, 0x8000);
+    assert!(loads(smp.image).iter().any(|l| l.paddr == 0x8000));
+}
+
+#[test]
+fn names_are_unique_and_find_works() {
+    let guests = all();
+    assert_eq!(
+        guests.iter().map(|g| g.name).collect::<Vec<_>>(),
+        ["hello", "smp", "fault", "spin"]
+    );
+    for (i, g) in guests.iter().enumerate() {
+        assert!(
+            guests[..i].iter().all(|o| o.name != g.name),
+            "duplicate {}",
+            g.name
+        );
+        assert!(std::ptr::eq(find(g.name).unwrap(), g));
+        assert!(!g.description.is_empty() && !g.description.contains('\n'));
+    }
+    assert!(find("nope").is_none());
+    assert!(find(DEFAULT_GUEST).is_some());
+}

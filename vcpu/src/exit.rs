@@ -1,0 +1,152 @@
+//! What a vCPU exit means to the VMM: the handler trait, exit kinds and fatal reports.
+
+use std::fmt;
+
+/// A short, copyable description of an exit, kept as the vCPU's "last exit".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExitKind {
+    /// No exit yet.
+    #[default]
+    None,
+    /// Port I/O.
+    Io {
+        /// Port number.
+        port: u16,
+        /// True for `out`.
+        write: bool,
+    },
+    /// Memory-mapped I/O.
+    Mmio {
+        /// Guest-physical address.
+        addr: u64,
+        /// True for a write.
+        write: bool,
+    },
+    /// `hlt`.
+    Hlt,
+    /// `KVM_EXIT_INTERNAL_ERROR`.
+    InternalError,
+    /// `KVM_EXIT_SHUTDOWN` (triple fault).
+    Shutdown,
+    /// `KVM_EXIT_FAIL_ENTRY`.
+    FailEntry,
+    /// `KVM_EXIT_SYSTEM_EVENT`.
+    SystemEvent,
+    /// Any other exit, with KVM's exit reason number.
+    Other(u32),
+}
+
+impl fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitKind::None => f.write_str("none"),
+            ExitKind::Io { port, write } => {
+                write!(f, "io {} port {port:#x}", if *write { "out" } else { "in" })
+            }
+            ExitKind::Mmio { addr, write } => {
+                write!(f, "mmio {} {addr:#x}", if *write { "write" } else { "read" })
+            }
+            ExitKind::Hlt => f.write_str("hlt"),
+            ExitKind::InternalError => f.write_str("internal error"),
+            ExitKind::Shutdown => f.write_str("shutdown"),
+            ExitKind::FailEntry => f.write_str("fail entry"),
+            ExitKind::SystemEvent => f.write_str("system event"),
+            ExitKind::Other(n) => write!(f, "exit reason {n}"),
+        }
+    }
+}
+
+/// Why a vCPU stopped for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fatal {
+    /// `KVM_EXIT_INTERNAL_ERROR`; suberror 1 is an instruction KVM could not emulate.
+    InternalError {
+        /// KVM's suberror (1 = emulation failure).
+        suberror: u32,
+        /// The instruction bytes KVM reported, if any.
+        insn: Vec<u8>,
+    },
+    /// `KVM_EXIT_SHUTDOWN`: a triple fault or an explicit shutdown.
+    Shutdown,
+    /// `KVM_EXIT_FAIL_ENTRY`: the hardware refused to enter the guest.
+    FailEntry {
+        /// Hardware entry failure reason.
+        reason: u64,
+    },
+    /// `KVM_EXIT_SYSTEM_EVENT` (reset, shutdown, crash request).
+    SystemEvent {
+        /// KVM's event type.
+        kind: u32,
+    },
+    /// A device handler could not handle an access.
+    Unhandled {
+        /// What the access was.
+        what: String,
+    },
+    /// An exit this VMM does not expect in its configuration.
+    Unexpected {
+        /// The exit, as KVM's name or number.
+        exit: String,
+    },
+    /// `KVM_RUN` itself failed.
+    RunFailed {
+        /// The errno.
+        errno: i32,
+    },
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fatal::InternalError { suberror: 1, .. } => {
+                f.write_str("KVM could not emulate an instruction (KVM_EXIT_INTERNAL_ERROR, emulation failure)")
+            }
+            Fatal::InternalError { suberror, .. } => {
+                write!(f, "KVM internal error, suberror {suberror}")
+            }
+            Fatal::Shutdown => f.write_str("shutdown (triple fault)"),
+            Fatal::FailEntry { reason } => {
+                write!(f, "VM entry failed, hardware reason {reason:#x}")
+            }
+            Fatal::SystemEvent { kind } => write!(f, "system event type {kind}"),
+            Fatal::Unhandled { what } => write!(f, "unhandled access: {what}"),
+            Fatal::Unexpected { exit } => write!(f, "unexpected exit {exit}"),
+            Fatal::RunFailed { errno } => write!(
+                f,
+                "KVM_RUN failed: {}",
+                std::io::Error::from_raw_os_error(*errno)
+            ),
+        }
+    }
+}
+
+/// Everything known about a vCPU at the moment it stopped for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FatalReport {
+    /// vCPU index.
+    pub cpu: usize,
+    /// The reason.
+    pub fatal: Fatal,
+    /// Guest RIP (as KVM left it).
+    pub rip: u64,
+    /// Guest-physical address of RIP, when it translates.
+    pub rip_gpa: Option<u64>,
+    /// Code size at RIP: 16, 32 or 64.
+    pub bitness: u32,
+}
+
+/// The VMM side of exit handling, called on the vCPU's own thread.
+///
+/// Returning `Err` ends this vCPU with a [`Fatal::Unhandled`] report.
+pub trait ExitHandler: Send + Sync + 'static {
+    /// An `in` instruction: fill `data`.
+    fn io_in(&self, cpu: usize, port: u16, data: &mut [u8]) -> Result<(), String>;
+    /// An `out` instruction.
+    fn io_out(&self, cpu: usize, port: u16, data: &[u8]) -> Result<(), String>;
+    /// A read from an address with no memory: fill `data`.
+    fn mmio_read(&self, cpu: usize, addr: u64, data: &mut [u8]) -> Result<(), String>;
+    /// A write to an address with no memory.
+    fn mmio_write(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String>;
+    /// The vCPU stopped for good; called once, before the thread leaves its loop.
+    fn fatal(&self, report: FatalReport);
+}

@@ -1,0 +1,20 @@
+//! One thread per vCPU: the `KVM_RUN` loop, exit decoding, the run-state machine and the kick.
+//!
+//! A [`VcpuHandle`] is the controller's side of one vCPU thread. The thread starts
+//! [`RunState::Paused`]; the controller resumes it, pauses it (a race-free kick out of
+//! `KVM_RUN`, see [`kick`]), and finally asks it to exit. Exits the vCPU cannot finish by
+//! itself (port and MMIO accesses) go to an [`ExitHandler`] supplied by the VMM; exits that end
+//! the vCPU (emulation failure, shutdown, failed entry, anything unexpected) are described in a
+//! [`FatalReport`] and handed to the same handler.
+
+pub mod error;
+pub mod exit;
+pub mod handle;
+pub mod kick;
+mod runner;
+pub mod state;
+
+pub use error::VcpuError;
+pub use exit::{ExitHandler, ExitKind, Fatal, FatalReport};
+pub use handle::VcpuHandle;
+pub use state::{RunState, Snapshot};

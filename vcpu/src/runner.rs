@@ -1,0 +1,285 @@
+//! The vCPU thread body: the `KVM_RUN` loop.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use kvm_bindings::{kvm_run, KVM_INTERNAL_ERROR_EMULATION};
+use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+
+use crate::exit::{ExitHandler, ExitKind, Fatal, FatalReport};
+use crate::kick::immediate_exit;
+use crate::state::{KickTarget, Request, RunState, Shared, Snapshot};
+
+/// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`: the emulation-failure exit carries the
+/// instruction bytes.
+const EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+
+/// Per-thread loop state.
+pub(crate) struct Runner {
+    pub fd: VcpuFd,
+    pub shared: Arc<Shared>,
+    pub handler: Arc<dyn ExitHandler>,
+    pub use_sync_regs: bool,
+    last_exit: ExitKind,
+    exits: u64,
+    /// The last exit was a PIO/MMIO exit whose completion happens on the next `KVM_RUN`.
+    needs_completion: bool,
+}
+
+impl Runner {
+    pub fn new(
+        fd: VcpuFd,
+        shared: Arc<Shared>,
+        handler: Arc<dyn ExitHandler>,
+        use_sync_regs: bool,
+    ) -> Self {
+        Runner {
+            fd,
+            shared,
+            handler,
+            use_sync_regs,
+            last_exit: ExitKind::None,
+            exits: 0,
+            needs_completion: false,
+        }
+    }
+
+    fn run_ptr(&mut self) -> *mut kvm_run {
+        self.fd.get_kvm_run() as *mut kvm_run
+    }
+
+    fn set_immediate_exit(&mut self, value: u8) {
+        let run = self.run_ptr();
+        // SAFETY: `run` is this thread's own live kvm_run mapping, owned by `self.fd`.
+        unsafe { immediate_exit(run) }.store(value, Ordering::SeqCst);
+    }
+
+    fn rip(&self) -> u64 {
+        if self.use_sync_regs {
+            self.fd.sync_regs().regs.rip
+        } else {
+            self.fd.get_regs().map(|r| r.rip).unwrap_or(0)
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            rip: self.rip(),
+            last_exit: self.last_exit,
+            exits: self.exits,
+        }
+    }
+
+    /// Finishes a half-done PIO/MMIO exit so that registers are architecturally complete
+    /// before the vCPU parks: one `KVM_RUN` with `immediate_exit = 1` completes the
+    /// instruction and returns `EINTR` without running guest code.
+    fn complete_pending_exit(&mut self) {
+        if !self.needs_completion {
+            return;
+        }
+        self.needs_completion = false;
+        self.set_immediate_exit(1);
+        let _ = self.fd.run();
+        self.set_immediate_exit(0);
+    }
+
+    /// The thread body. Returns the vCPU fd so it is unmapped only after the thread is joined.
+    pub fn run(mut self) -> VcpuFd {
+        if self.use_sync_regs {
+            self.fd.set_sync_valid_reg(SyncReg::Register);
+        }
+        {
+            let run = self.run_ptr();
+            let mut ctl = self.shared.lock();
+            ctl.kick_target = std::ptr::NonNull::new(run).map(|run| KickTarget {
+                run,
+                // SAFETY: pthread_self has no preconditions.
+                thread: unsafe { libc::pthread_self() },
+            });
+        }
+        self.main_loop();
+        let snapshot = self.snapshot();
+        let mut ctl = self.shared.lock();
+        ctl.kick_target = None;
+        ctl.state = RunState::Exited;
+        ctl.snapshot = snapshot;
+        self.shared.changed.notify_all();
+        drop(ctl);
+        self.fd
+    }
+
+    fn main_loop(&mut self) {
+        loop {
+            // Clear before reading the request: a kick after this point either is seen in the
+            // request below or leaves immediate_exit set for the KVM_RUN that follows.
+            self.set_immediate_exit(0);
+            let request = {
+                let mut ctl = self.shared.lock();
+                if ctl.request == Request::Run && ctl.state != RunState::Running {
+                    ctl.state = RunState::Running;
+                    self.shared.changed.notify_all();
+                }
+                ctl.request
+            };
+            match request {
+                Request::Run => {}
+                Request::Pause => {
+                    self.park();
+                    continue;
+                }
+                Request::Exit => {
+                    self.complete_pending_exit();
+                    let mut ctl = self.shared.lock();
+                    ctl.state = RunState::Exiting;
+                    self.shared.changed.notify_all();
+                    return;
+                }
+            }
+            if let Err(fatal) = self.run_once() {
+                let report = self.report(fatal);
+                self.handler.fatal(report);
+                return;
+            }
+        }
+    }
+
+    /// Parks until the request is no longer `Pause`.
+    fn park(&mut self) {
+        self.complete_pending_exit();
+        let snapshot = self.snapshot();
+        let shared = Arc::clone(&self.shared);
+        let mut ctl = shared.lock();
+        ctl.state = RunState::Paused;
+        ctl.snapshot = snapshot;
+        shared.changed.notify_all();
+        while ctl.request == Request::Pause {
+            ctl = shared.changed.wait(ctl).unwrap_or_else(|p| p.into_inner());
+        }
+        ctl.state = RunState::Running;
+        shared.changed.notify_all();
+    }
+
+    /// One `KVM_RUN` and the handling of its exit.
+    fn run_once(&mut self) -> Result<(), Fatal> {
+        let cpu = self.shared.cpu;
+        let handler = Arc::clone(&self.handler);
+        let exit = match self.fd.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                // EINTR: kicked (not a guest exit, so the last exit stays what it was).
+                // EAGAIN: an AP that was just started by SIPI; run again.
+                return Ok(());
+            }
+            Err(e) => return Err(Fatal::RunFailed { errno: e.errno() }),
+        };
+        self.exits += 1;
+        let (kind, result) = match exit {
+            VcpuExit::IoIn(port, data) => (
+                ExitKind::Io { port, write: false },
+                handler.io_in(cpu, port, data),
+            ),
+            VcpuExit::IoOut(port, data) => (
+                ExitKind::Io { port, write: true },
+                handler.io_out(cpu, port, data),
+            ),
+            VcpuExit::MmioRead(addr, data) => (
+                ExitKind::Mmio { addr, write: false },
+                handler.mmio_read(cpu, addr, data),
+            ),
+            VcpuExit::MmioWrite(addr, data) => (
+                ExitKind::Mmio { addr, write: true },
+                handler.mmio_write(cpu, addr, data),
+            ),
+            VcpuExit::Intr => return Ok(()),
+            VcpuExit::InternalError => {
+                self.last_exit = ExitKind::InternalError;
+                return Err(self.internal_error());
+            }
+            VcpuExit::Shutdown => {
+                self.last_exit = ExitKind::Shutdown;
+                return Err(Fatal::Shutdown);
+            }
+            VcpuExit::FailEntry(reason, _) => {
+                self.last_exit = ExitKind::FailEntry;
+                return Err(Fatal::FailEntry { reason });
+            }
+            VcpuExit::SystemEvent(kind, _) => {
+                self.last_exit = ExitKind::SystemEvent;
+                return Err(Fatal::SystemEvent { kind });
+            }
+            VcpuExit::Hlt => {
+                self.last_exit = ExitKind::Hlt;
+                return Err(Fatal::Unexpected {
+                    exit: "KVM_EXIT_HLT (hlt with no irqchip to wait on)".into(),
+                });
+            }
+            other => {
+                let name = format!("{other:?}");
+                self.last_exit = ExitKind::Other(self.fd.get_kvm_run().exit_reason);
+                return Err(Fatal::Unexpected { exit: name });
+            }
+        };
+        self.last_exit = kind;
+        self.needs_completion = true;
+        result.map_err(|what| Fatal::Unhandled { what })
+    }
+
+    /// Decodes `kvm_run.internal` / `kvm_run.emulation_failure`.
+    fn internal_error(&mut self) -> Fatal {
+        let run = self.fd.get_kvm_run();
+        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the `internal` union member is the
+        // one KVM filled in.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let mut insn = Vec::new();
+        if internal.suberror == KVM_INTERNAL_ERROR_EMULATION && internal.ndata >= 2 {
+            // emulation_failure layout: data[0] = flags, then insn_size (u8) + 15 bytes.
+            let flags = internal.data[0];
+            if flags & EMULATION_FLAG_INSTRUCTION_BYTES != 0 {
+                let mut raw = [0u8; 16];
+                raw[..8].copy_from_slice(&internal.data[1].to_le_bytes());
+                raw[8..].copy_from_slice(&internal.data[2].to_le_bytes());
+                let size = usize::from(raw[0]).min(15);
+                insn.extend_from_slice(&raw[1..1 + size]);
+            }
+        }
+        Fatal::InternalError {
+            suberror: internal.suberror,
+            insn,
+        }
+    }
+
+    fn report(&mut self, fatal: Fatal) -> FatalReport {
+        let rip = self.rip();
+        let (rip_gpa, bitness) = match self.fd.get_sregs() {
+            Ok(sregs) => {
+                let bitness = if sregs.cs.l != 0 {
+                    64
+                } else if sregs.cs.db != 0 {
+                    32
+                } else {
+                    16
+                };
+                let linear = if bitness == 64 {
+                    rip
+                } else {
+                    sregs.cs.base.wrapping_add(rip)
+                };
+                let gpa = self
+                    .fd
+                    .translate_gva(linear)
+                    .ok()
+                    .filter(|t| t.valid != 0)
+                    .map(|t| t.physical_address);
+                (gpa, bitness)
+            }
+            Err(_) => (None, 64),
+        };
+        FatalReport {
+            cpu: self.shared.cpu,
+            fatal,
+            rip,
+            rip_gpa,
+            bitness,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The run-state machine shared by a vCPU thread and its controller.
+//!
+//! ```text
+//!   Paused --resume--> Running --pause(kick)--> Paused
+//!      \                  |
+//!       \--exit-->  Exiting --> Exited   (also on a fatal exit)
+//! ```
+//!
+//! The controller writes a [`Request`]; the vCPU thread moves [`RunState`] to follow it and
+//! publishes a [`Snapshot`] of its registers whenever it parks.
+
+use std::fmt;
+use std::ptr::NonNull;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kvm_bindings::kvm_run;
+
+use crate::exit::ExitKind;
+
+/// Where a vCPU thread is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Parked in user space, not in `KVM_RUN` (the initial state).
+    Paused,
+    /// In or around `KVM_RUN`, running guest code.
+    Running,
+    /// Leaving its loop.
+    Exiting,
+    /// The thread has finished its loop.
+    Exited,
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RunState::Paused => "paused",
+            RunState::Running => "running",
+            RunState::Exiting => "exiting",
+            RunState::Exited => "exited",
+        })
+    }
+}
+
+/// What the controller wants the vCPU to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Park in user space.
+    Pause,
+    /// Run guest code.
+    Run,
+    /// Leave the loop for good.
+    Exit,
+}
+
+/// Registers and exit information published by a vCPU when it parks or ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Guest RIP at the time of the snapshot.
+    pub rip: u64,
+    /// The last exit the vCPU saw.
+    pub last_exit: ExitKind,
+    /// Number of exits handled so far.
+    pub exits: u64,
+}
+
+/// Raw handles a kicker needs; only valid while the vCPU thread is alive.
+pub(crate) struct KickTarget {
+    /// The thread's `kvm_run` mapping.
+    pub run: NonNull<kvm_run>,
+    /// The thread to signal.
+    pub thread: libc::pthread_t,
+}
+
+/// Mutable state behind the lock.
+pub(crate) struct Control {
+    pub request: Request,
+    pub state: RunState,
+    pub snapshot: Snapshot,
+    pub kick_target: Option<KickTarget>,
+}
+
+// SAFETY: `KickTarget` holds a pointer to the vCPU's `kvm_run` mapping and a pthread handle.
+// Both are only dereferenced/used while holding the `Control` lock, and the vCPU thread clears
+// `kick_target` under that same lock before the mapping is unmapped or the thread ends.
+unsafe impl Send for Control {}
+
+/// State shared between a vCPU thread and its controller.
+pub(crate) struct Shared {
+    pub cpu: usize,
+    pub control: Mutex<Control>,
+    pub changed: Condvar,
+}
+
+impl Shared {
+    pub fn new(cpu: usize) -> Self {
+        Shared {
+            cpu,
+            control: Mutex::new(Control {
+                request: Request::Pause,
+                state: RunState::Paused,
+                snapshot: Snapshot::default(),
+                kick_target: None,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// Locks the control block; a poisoned lock still yields the data (the state machine stays
+    /// meaningful after a panic, which is reported separately).
+    pub fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until `done` holds or `timeout` passes; returns whether it holds.
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Control) -> bool,
+    ) -> (bool, MutexGuard<'_, Control>) {
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.lock();
+        loop {
+            if done(&guard) {
+                return (true, guard);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return (false, guard);
+            }
+            guard = match self.changed.wait_timeout(guard, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+    }
+}

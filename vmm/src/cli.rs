@@ -1,0 +1,146 @@
+//! The command line of the `hvtrace` binary (clap).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::irqchip::IrqChipMode;
+
+/// hvtrace: a KVM virtual machine monitor that traces its guest kernel from outside.
+#[derive(Debug, Parser)]
+#[command(name = "hvtrace", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch a guest kernel. Its serial output goes to stdout; its debug-exit status becomes
+    /// hvtrace's exit status (124: --timeout expired, 125: the guest hit an error such as an
+    /// instruction KVM cannot emulate or a triple fault).
+    Run(RunArgs),
+    /// List the built-in guests.
+    Guests,
+}
+
+/// Arguments of `hvtrace run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Built-in guest to run (see `hvtrace guests`); the default guest when neither --guest
+    /// nor --kernel is given.
+    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
+    pub guest: Option<String>,
+    /// ELF64 kernel image to run, loaded at its physical addresses and entered in 64-bit mode.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Number of vCPUs (1 to the host's limit, at most 254).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cpus: usize,
+    /// Guest RAM: bytes, or a number with a K, M or G suffix (KiB/MiB/GiB accepted).
+    #[arg(long, default_value = "256M", value_parser = parse_mem_size, value_name = "SIZE")]
+    pub mem: u64,
+    /// Interrupt controller: hvtrace's own user-space APIC (emulated), KVM's in-kernel irqchip
+    /// (kvm), or KVM local APICs with a user-space IOAPIC (split).
+    #[arg(long, value_enum, default_value_t = IrqChipMode::Emulated)]
+    pub irqchip: IrqChipMode,
+    /// Stop the guest after this many seconds and print each vCPU's state (exit status 124).
+    #[arg(long, value_parser = parse_timeout, value_name = "SECS")]
+    pub timeout: Option<Duration>,
+    /// Command line handed to the guest (built-in guests read options from it).
+    #[arg(long, default_value = "", value_name = "STR")]
+    pub cmdline: String,
+}
+
+/// Parses a memory size such as `256M`, `1GiB`, `65536` or `512k`.
+pub fn parse_mem_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("invalid memory size '{s}': expected a number with an optional K, M or G suffix, e.g. 256M");
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, suffix) = t.split_at(digits_end);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let shift = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("memory size '{s}' is too large"))
+}
+
+/// Parses a positive number of seconds (fractions allowed).
+pub fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid timeout '{s}': expected a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite() && secs < 1e9) {
+        return Err(format!("invalid timeout '{s}': must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn mem_sizes() {
+        assert_eq!(parse_mem_size("256M"), Ok(256 << 20));
+        assert_eq!(parse_mem_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_mem_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_mem_size("65536"), Ok(65536));
+        for bad in ["", "M", "12X", "-1M", "1.5G", "ten"] {
+            assert!(parse_mem_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_mem_size("99999999999999G").is_err());
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "x", "inf", "NaN"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "hvtrace", "run", "--guest", "smp", "--cpus", "4", "--mem", "64M", "--irqchip", "kvm",
+            "--timeout", "3", "--cmdline", "a=b",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.guest.as_deref(), Some("smp"));
+        assert_eq!(args.cpus, 4);
+        assert_eq!(args.mem, 64 << 20);
+        assert_eq!(args.irqchip, IrqChipMode::Kvm);
+        assert_eq!(args.timeout, Some(Duration::from_secs(3)));
+        assert_eq!(args.cmdline, "a=b");
+    }
+
+    #[test]
+    fn defaults_and_conflicts() {
+        let cli = Cli::try_parse_from(["hvtrace", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.irqchip, IrqChipMode::Emulated);
+        assert_eq!(args.mem, 256 << 20);
+        assert_eq!(args.cpus, 1);
+        assert!(Cli::try_parse_from(["hvtrace", "run", "--guest", "a", "--kernel", "b"]).is_err());
+        assert!(Cli::try_parse_from(["hvtrace", "run", "--irqchip", "pic"]).is_err());
+        assert!(Cli::try_parse_from(["hvtrace", "run", "--mem", "lots"]).is_err());
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,14 @@
+//! Port-I/O devices and their bus.
+//!
+//! | ports | device |
+//! |---|---|
+//! | 0x3f8-0x3ff | 16550 UART (COM1), output to stdout |
+//! | 0xf4 | debug-exit port: a write of `v` ends the VM with exit status `v & 0xff` |
+//!
+//! Other ports read as all ones and ignore writes, as an empty ISA bus does.
+
+pub mod debug_exit;
+pub mod serial;
+
+pub use debug_exit::{DebugExit, DEBUG_EXIT_PORT};
+pub use serial::{SerialPort, COM1_BASE, COM1_LEN};

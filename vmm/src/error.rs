@@ -1,0 +1,109 @@
+//! Errors of the VMM library. Each variant's message names what was wrong.
+
+use std::path::PathBuf;
+
+use crate::loader::LoadError;
+
+/// Everything that can stop a VM from being built or run.
+#[derive(Debug, thiserror::Error)]
+pub enum VmmError {
+    /// `/dev/kvm` is missing or not accessible.
+    #[error("cannot open /dev/kvm: {source}{hint}")]
+    KvmOpen {
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+        /// A hint on how to fix it.
+        hint: &'static str,
+    },
+    /// A KVM ioctl failed.
+    #[error("KVM {what} failed: {source}")]
+    Kvm {
+        /// What the VMM was doing.
+        what: &'static str,
+        /// The errno.
+        #[source]
+        source: kvm_ioctls::Error,
+    },
+    /// The host's KVM lacks a capability the VMM needs.
+    #[error("this host's KVM lacks {0}")]
+    MissingCapability(&'static str),
+    /// The requested RAM size is out of range.
+    #[error("memory size {bytes} bytes is out of range: must be between {min} and {max} bytes")]
+    MemSize {
+        /// Requested size.
+        bytes: u64,
+        /// Smallest accepted.
+        min: u64,
+        /// Largest accepted.
+        max: u64,
+    },
+    /// Guest RAM could not be mapped.
+    #[error("cannot map guest memory: {0}")]
+    GuestMemory(#[source] vm_memory::mmap::FromRangesError),
+    /// A write to guest memory failed.
+    #[error("cannot write {what} into guest memory: {source}")]
+    GuestWrite {
+        /// What was being written.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+    /// The vCPU count is out of range.
+    #[error("--cpus {requested} is out of range: this host allows 1 to {max} vCPUs")]
+    CpuCount {
+        /// Requested count.
+        requested: usize,
+        /// Maximum allowed.
+        max: usize,
+    },
+    /// The chosen irqchip is not available.
+    #[error("irqchip '{0}' is not available yet: hvtrace's own APIC arrives with the apic work; use --irqchip kvm or --irqchip split")]
+    IrqchipUnavailable(&'static str),
+    /// The command line does not fit.
+    #[error("command line is {len} bytes; at most {max} fit")]
+    CmdlineTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// No built-in guest has that name.
+    #[error("no built-in guest named '{name}' (known: {known})")]
+    UnknownGuest {
+        /// The name asked for.
+        name: String,
+        /// The names that exist.
+        known: String,
+    },
+    /// The kernel image file could not be read.
+    #[error("cannot read kernel image {path}: {source}")]
+    ImageRead {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The kernel image could not be loaded.
+    #[error("cannot load kernel image {image}: {source}")]
+    Load {
+        /// The image's name or path.
+        image: String,
+        /// Why.
+        #[source]
+        source: LoadError,
+    },
+    /// An eventfd could not be created.
+    #[error("cannot create an eventfd: {0}")]
+    EventFd(#[source] std::io::Error),
+    /// A vCPU operation failed.
+    #[error(transparent)]
+    Vcpu(#[from] vcpu::VcpuError),
+}
+
+/// Shorthand for a KVM ioctl error mapper.
+pub(crate) fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
+    move |source| VmmError::Kvm { what, source }
+}

@@ -1,0 +1,23 @@
+//! The hvtrace virtual machine monitor: guest memory, image loading, boot state, MP tables,
+//! devices, irqchip selection, the exit dispatcher and the run loop of a whole VM.
+//!
+//! The `hvtrace` binary (`src/main.rs`) is a thin layer over [`vm::Vm`].
+
+pub mod boot;
+pub mod cli;
+pub mod cpuid;
+pub mod devices;
+pub mod disasm;
+pub mod dispatch;
+pub mod error;
+pub mod irqchip;
+pub mod layout;
+pub mod loader;
+pub mod mptable;
+pub mod outcome;
+pub mod vm;
+
+pub use error::VmmError;
+pub use irqchip::IrqChipMode;
+pub use outcome::Outcome;
+pub use vm::{Image, Vm, VmConfig};

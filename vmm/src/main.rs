@@ -1,0 +1,89 @@
+//! The `hvtrace` binary: parses the command line and runs the VMM.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+
+use vmm::cli::{Cli, Command, RunArgs};
+use vmm::{Image, Outcome, Vm, VmConfig, VmmError};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Guests => {
+            list_guests();
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("hvtrace: error: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn list_guests() {
+    for g in guest::all() {
+        let default = if g.name == guest::DEFAULT_GUEST {
+            " (default)"
+        } else {
+            ""
+        };
+        println!("{:<10} {}{default}", g.name, g.description);
+    }
+}
+
+fn image(args: &RunArgs) -> Result<Image> {
+    if let Some(path) = &args.kernel {
+        let bytes = std::fs::read(path).map_err(|source| VmmError::ImageRead {
+            path: path.clone(),
+            source,
+        })?;
+        return Ok(Image {
+            name: path.display().to_string(),
+            bytes,
+        });
+    }
+    let name = args.guest.as_deref().unwrap_or(guest::DEFAULT_GUEST);
+    let g = guest::find(name).ok_or_else(|| VmmError::UnknownGuest {
+        name: name.to_string(),
+        known: guest::all()
+            .iter()
+            .map(|g| g.name)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })?;
+    Ok(Image {
+        name: format!("built-in guest '{}'", g.name),
+        bytes: g.image.to_vec(),
+    })
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let config = VmConfig {
+        image: image(&args)?,
+        cpus: args.cpus,
+        mem: args.mem,
+        irqchip: args.irqchip,
+        cmdline: args.cmdline.clone(),
+        timeout: args.timeout,
+        serial_out: Box::new(std::io::stdout()),
+    };
+    let vm = Vm::new(config).context("cannot start the VM")?;
+    let outcome = vm.run()?;
+    match &outcome {
+        Outcome::GuestExit(_) => {}
+        Outcome::Fault(details) => eprintln!("hvtrace: {details}"),
+        Outcome::Timeout { after, vcpus } => {
+            eprintln!(
+                "hvtrace: timeout: the guest was still running after {:.3} s; vCPU state:",
+                after.as_secs_f64()
+            );
+            for v in vcpus {
+                eprintln!("  {v}");
+            }
+        }
+    }
+    Ok(ExitCode::from(outcome.exit_status()))
+}

@@ -1,0 +1,268 @@
+//! Building a VM from a [`VmConfig`] and running it to an [`Outcome`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kvm_bindings::{kvm_fpu, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use vcpu::VcpuHandle;
+
+use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
+use crate::cpuid::patch_for_vcpu;
+use crate::devices::serial::{IrqLine, COM1_IRQ};
+use crate::devices::{DebugExit, SerialPort};
+use crate::disasm::decode_one;
+use crate::dispatch::{Dispatcher, SerialOut};
+use crate::error::{kvm, VmmError};
+use crate::irqchip::{self, IrqChipMode};
+use crate::layout::create_guest_memory;
+use crate::loader::load_elf;
+use crate::mptable;
+use crate::outcome::{EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
+
+/// Most vCPUs a VM may have: APIC IDs 0-254 (255 is the xAPIC broadcast ID).
+pub const MAX_CPUS: usize = 254;
+/// How long the controller waits for a vCPU to stop or exit before reporting it.
+pub const STOP_BOUND: Duration = Duration::from_secs(2);
+
+/// A guest image: its name (for messages) and its bytes.
+#[derive(Clone, Debug)]
+pub struct Image {
+    /// Name or path, for messages.
+    pub name: String,
+    /// The ELF64 bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything needed to run a VM.
+pub struct VmConfig {
+    /// The kernel image.
+    pub image: Image,
+    /// Number of vCPUs.
+    pub cpus: usize,
+    /// RAM size in bytes.
+    pub mem: u64,
+    /// Interrupt controller.
+    pub irqchip: IrqChipMode,
+    /// Command line handed to the guest.
+    pub cmdline: String,
+    /// Stop the guest after this long.
+    pub timeout: Option<Duration>,
+    /// Where the guest's serial output goes.
+    pub serial_out: SerialOut,
+}
+
+/// Opens `/dev/kvm` with an error that says how to fix the usual problems.
+pub fn open_kvm() -> Result<Kvm, VmmError> {
+    Kvm::new().map_err(|e| {
+        let source = std::io::Error::from_raw_os_error(e.errno());
+        let hint = match e.errno() {
+            libc::ENOENT => " (no KVM on this machine: load the kvm module or enable virtualization)",
+            libc::EACCES | libc::EPERM => " (permission denied: add yourself to the 'kvm' group or run as root)",
+            _ => "",
+        };
+        VmmError::KvmOpen { source, hint }
+    })
+}
+
+/// Highest vCPU count this host and VMM allow.
+pub fn max_cpus(kvm: &Kvm) -> usize {
+    kvm.get_max_vcpus().clamp(1, MAX_CPUS)
+}
+
+/// A VM that is built and ready to run.
+///
+/// Fields drop in order: vCPU threads first, then the VM fd, then guest memory.
+pub struct Vm {
+    vcpus: Vec<VcpuHandle>,
+    end: Arc<EndSignal>,
+    timeout: Option<Duration>,
+    _vm: VmFd,
+    memory: GuestMemoryMmap,
+}
+
+impl Vm {
+    /// Builds the VM: memory, irqchip, image, boot tables, vCPUs (started paused).
+    pub fn new(config: VmConfig) -> Result<Vm, VmmError> {
+        let kvm_handle = open_kvm()?;
+        let max = max_cpus(&kvm_handle);
+        if config.cpus == 0 || config.cpus > max {
+            return Err(VmmError::CpuCount {
+                requested: config.cpus,
+                max,
+            });
+        }
+        let vm = kvm_handle.create_vm().map_err(kvm("KVM_CREATE_VM"))?;
+        let memory = create_guest_memory(config.mem)?;
+        register_memory(&vm, &memory)?;
+        irqchip::setup(&kvm_handle, &vm, config.irqchip)?;
+
+        let loaded = load_elf(&memory, config.mem, &config.image.bytes).map_err(|source| {
+            VmmError::Load {
+                image: config.image.name.clone(),
+                source,
+            }
+        })?;
+        write_boot_tables(
+            &memory,
+            &BootInfo {
+                cpu_count: config.cpus as u32,
+                bsp_apic_id: 0,
+                mem_size: config.mem,
+                cmdline: config.cmdline.clone(),
+            },
+        )?;
+        mptable::write(&memory, config.cpus as u8)?;
+
+        let irq_line = if config.irqchip == IrqChipMode::Kvm {
+            let fd = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+            vm.register_irqfd(&fd, COM1_IRQ)
+                .map_err(kvm("KVM_IRQFD (serial)"))?;
+            IrqLine::new(Some(fd))
+        } else {
+            IrqLine::new(None)
+        };
+        let end = Arc::new(EndSignal::default());
+        let dispatcher = Arc::new(Dispatcher {
+            serial: SerialPort::new(irq_line, config.serial_out),
+            debug_exit: DebugExit,
+            end: Arc::clone(&end),
+            irqchip: config.irqchip,
+        });
+
+        let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
+        let supported = kvm_handle
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let mut vcpus = Vec::with_capacity(config.cpus);
+        for cpu in 0..config.cpus {
+            let fd = vm
+                .create_vcpu(cpu as u64)
+                .map_err(kvm("KVM_CREATE_VCPU"))?;
+            let mut cpuid = supported.clone();
+            patch_for_vcpu(&mut cpuid, cpu as u32, config.cpus as u32);
+            fd.set_cpuid2(&cpuid).map_err(kvm("KVM_SET_CPUID2"))?;
+            if cpu == 0 {
+                setup_bsp(&fd, loaded.entry)?;
+            }
+            let handler: Arc<dyn vcpu::ExitHandler> = dispatcher.clone();
+            vcpus.push(VcpuHandle::spawn(cpu, fd, handler, use_sync_regs)?);
+        }
+        Ok(Vm {
+            vcpus,
+            end,
+            timeout: config.timeout,
+            _vm: vm,
+            memory,
+        })
+    }
+
+    /// Runs the VM until the guest exits, a vCPU faults, or the timeout expires.
+    pub fn run(self) -> Result<Outcome, VmmError> {
+        for v in &self.vcpus {
+            v.resume();
+        }
+        let outcome = match self.end.wait(self.timeout) {
+            Some(Ending::Exit(status)) => Outcome::GuestExit(status),
+            Some(Ending::Fatal(report)) => Outcome::Fault(Box::new(self.fault_details(report))),
+            None => Outcome::Timeout {
+                after: self.timeout.unwrap_or_default(),
+                vcpus: self.stop_all(),
+            },
+        };
+        for v in self.vcpus {
+            if let Err(e) = v.join(STOP_BOUND) {
+                eprintln!("hvtrace: {e}");
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Pauses every vCPU (kick first, then wait for each, bounded) and reports their state.
+    fn stop_all(&self) -> Vec<VcpuStatus> {
+        for v in &self.vcpus {
+            v.request_pause();
+        }
+        self.vcpus
+            .iter()
+            .map(|v| {
+                let not_stopped = v.wait_paused(STOP_BOUND).err().map(|e| e.to_string());
+                let (state, snapshot) = v.state();
+                VcpuStatus {
+                    cpu: v.cpu(),
+                    state,
+                    snapshot,
+                    not_stopped,
+                }
+            })
+            .collect()
+    }
+
+    fn fault_details(&self, report: vcpu::FatalReport) -> FaultDetails {
+        let insn = match &report.fatal {
+            vcpu::Fatal::InternalError { insn, .. } if !insn.is_empty() => insn.clone(),
+            _ => report
+                .rip_gpa
+                .map(|gpa| read_up_to(&self.memory, gpa, 15))
+                .unwrap_or_default(),
+        };
+        let decoded = decode_one(&insn, report.bitness, report.rip);
+        let (insn, asm) = match decoded {
+            Some((len, asm)) => (insn[..len].to_vec(), Some(asm)),
+            None => (insn, None),
+        };
+        FaultDetails { report, insn, asm }
+    }
+}
+
+/// Reads up to `len` bytes at `gpa`, stopping at the end of RAM.
+fn read_up_to(memory: &GuestMemoryMmap, gpa: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    for i in 0..len as u64 {
+        match memory.read_obj::<u8>(GuestAddress(gpa + i)) {
+            Ok(b) => out.push(b),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+fn register_memory(vm: &VmFd, memory: &GuestMemoryMmap) -> Result<(), VmmError> {
+    for (slot, region) in memory.iter().enumerate() {
+        let host = region
+            .get_host_address(vm_memory::MemoryRegionAddress(0))
+            .map_err(|source| VmmError::GuestWrite {
+                what: "the memory region table",
+                source,
+            })?;
+        let region_desc = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the host range is a live anonymous mapping owned by `memory`, which the `Vm`
+        // keeps alive for as long as the VM fd (and so the KVM slot) exists.
+        unsafe { vm.set_user_memory_region(region_desc) }
+            .map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(())
+}
+
+fn setup_bsp(fd: &VcpuFd, entry: u64) -> Result<(), VmmError> {
+    let mut sregs = fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
+    long_mode_sregs(&mut sregs);
+    fd.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
+    fd.set_regs(&entry_regs(entry))
+        .map_err(kvm("KVM_SET_REGS"))?;
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
+    fd.set_fpu(&fpu).map_err(kvm("KVM_SET_FPU"))
+}
