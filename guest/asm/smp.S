@@ -17,7 +17,6 @@ FUNCTION(guest_main)
     push    %rbp
     mov     %rsp, %rbp
     push    %rbx
-    push    %r12
     mov     %rdi, %rbx
     cmpl    $BOOT_INFO_MAGIC, BI_MAGIC(%rbx)
     jne     8f
@@ -69,8 +68,7 @@ FUNCTION(guest_main)
 8:  lea     msg_bad_boot_info(%rip), %rdi
     call    serial_puts
     mov     $EXIT_BAD_BOOT_INFO, %eax
-9:  pop     %r12
-    pop     %rbx
+9:  pop     %rbx
     pop     %rbp
     ret
 END(guest_main)
@@ -205,7 +203,6 @@ FUNCTION(print_cpu_online)
     push    %rbp
     mov     %rsp, %rbp
     push    %rbx
-    push    %r12
     mov     %edi, %ebx
     call    serial_lock
     lea     msg_cpu(%rip), %rdi
@@ -215,7 +212,6 @@ FUNCTION(print_cpu_online)
     lea     msg_online(%rip), %rdi
     call    serial_puts
     call    serial_unlock
-    pop     %r12
     pop     %rbx
     pop     %rbp
     ret

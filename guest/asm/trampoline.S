@@ -92,7 +92,11 @@ FUNCTION(ap_long_mode_entry)
     call    halt_forever
 END(ap_long_mode_entry)
 
-/* ap_main(): prints "cpu N online", then counts itself in and halts for good. */
+/*
+ * ap_main(): prints "cpu N online" (N = its APIC ID), then counts itself in
+ * and halts for good. Printing first means the BSP, which waits for the
+ * count, never prints its summary before an AP's line.
+ */
 FUNCTION(ap_main)
     push    %rbp
     mov     %rsp, %rbp

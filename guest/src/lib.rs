@@ -9,6 +9,10 @@
 //! the VM by writing their exit status to I/O port 0xf4. Functions common to every guest:
 //! `_start`, `guest_main`, `serial_init`, `serial_putc`, `serial_puts`, `print_dec`,
 //! `serial_lock`, `serial_unlock`, `exit_guest`, `halt_forever`.
+//!
+//! `smp` exit statuses: 0 all CPUs online, 1 some AP did not check in, 2 bad boot-info magic,
+//! 3 MP table missing/invalid or disagreeing with `boot_info.cpu_count`, 4 an IPI stayed
+//! undelivered (ICR busy), 5 the serial lock timed out. `fault` and `spin` never exit 0.
 
 /// One built-in guest.
 #[derive(Debug)]

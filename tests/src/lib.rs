@@ -1,1 +1,115 @@
-//! tmp
+//! Helpers for hvtrace's end-to-end tests: finding the `hvtrace` binary, running it with a
+//! bound, and skipping loudly where there is no KVM.
+//!
+//! Every test that needs `/dev/kvm` calls [`kvm_or_skip`] first. On a machine without KVM it
+//! prints a line starting with `SKIPPED:`; `.ci/run` fails the build if such a line appears on a
+//! machine that has `/dev/kvm`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Returns true when `/dev/kvm` can be opened; otherwise prints a loud SKIPPED line naming
+/// the test and returns false.
+pub fn kvm_or_skip(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIPPED: {test}: needs /dev/kvm ({e})");
+            println!("SKIPPED: {test}: needs /dev/kvm ({e})");
+            false
+        }
+    }
+}
+
+/// Path of the `hvtrace` binary built alongside the tests (target/<profile>/hvtrace).
+pub fn hvtrace_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/hvtrace
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile> directory");
+    let bin = profile_dir.join("hvtrace");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "vmm", "--bin", "hvtrace"])
+            .status()
+            .expect("run cargo build for hvtrace");
+        assert!(status.success(), "building hvtrace failed");
+    }
+    bin
+}
+
+/// What a finished `hvtrace` run produced.
+#[derive(Debug)]
+pub struct RunOutput {
+    /// Exit status (None if killed by a signal).
+    pub status: Option<i32>,
+    /// Standard output (the guest's serial output).
+    pub stdout: String,
+    /// Standard error (hvtrace's own messages).
+    pub stderr: String,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+/// Runs `hvtrace ARGS`, killing it and failing the test if it is still running after
+/// `bound` (which names what was stuck).
+pub fn run_hvtrace(args: &[&str], bound: Duration) -> RunOutput {
+    let start = Instant::now();
+    let mut child = Command::new(hvtrace_path())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hvtrace");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for hvtrace") {
+            break status;
+        }
+        if start.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stdout = out_thread.join().unwrap_or_default();
+            let stderr = err_thread.join().unwrap_or_default();
+            panic!(
+                "hvtrace {args:?} was still running after {bound:?}; killed it.\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    RunOutput {
+        status: status.code(),
+        stdout: out_thread.join().unwrap_or_default(),
+        stderr: err_thread.join().unwrap_or_default(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Writes `bytes` to a fresh temporary file named after `tag` and returns its path.
+pub fn temp_file(tag: &str, bytes: &[u8]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hvtrace-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    let path = dir.join(tag);
+    std::fs::write(&path, bytes).expect("write temp file");
+    path
+}

@@ -19,9 +19,7 @@ pub enum VcpuError {
         source: std::io::Error,
     },
     /// A vCPU did not reach the requested state within the bound.
-    #[error(
-        "vCPU {cpu} did not stop within {waited_ms} ms: it is {state}, last exit {last_exit}"
-    )]
+    #[error("vCPU {cpu} did not stop within {waited_ms} ms: it is {state}, last exit {last_exit}")]
     NotStopped {
         /// vCPU index.
         cpu: usize,

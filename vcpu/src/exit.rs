@@ -44,7 +44,11 @@ impl fmt::Display for ExitKind {
                 write!(f, "io {} port {port:#x}", if *write { "out" } else { "in" })
             }
             ExitKind::Mmio { addr, write } => {
-                write!(f, "mmio {} {addr:#x}", if *write { "write" } else { "read" })
+                write!(
+                    f,
+                    "mmio {} {addr:#x}",
+                    if *write { "write" } else { "read" }
+                )
             }
             ExitKind::Hlt => f.write_str("hlt"),
             ExitKind::InternalError => f.write_str("internal error"),
@@ -98,9 +102,9 @@ pub enum Fatal {
 impl fmt::Display for Fatal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fatal::InternalError { suberror: 1, .. } => {
-                f.write_str("KVM could not emulate an instruction (KVM_EXIT_INTERNAL_ERROR, emulation failure)")
-            }
+            Fatal::InternalError { suberror: 1, .. } => f.write_str(
+                "KVM could not emulate an instruction (KVM_EXIT_INTERNAL_ERROR, emulation failure)",
+            ),
             Fatal::InternalError { suberror, .. } => {
                 write!(f, "KVM internal error, suberror {suberror}")
             }

@@ -106,7 +106,9 @@ impl VcpuHandle {
     /// Waits until the vCPU is parked (or has exited) and returns its snapshot, or reports it
     /// by index, state and last exit once `timeout` has passed.
     pub fn wait_paused(&self, timeout: Duration) -> Result<Snapshot, VcpuError> {
-        self.wait_for(timeout, |s| matches!(s, RunState::Paused | RunState::Exited))
+        self.wait_for(timeout, |s| {
+            matches!(s, RunState::Paused | RunState::Exited)
+        })
     }
 
     /// Pauses the vCPU and waits for it, bounded by `timeout`.

@@ -12,7 +12,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::error::VmmError;
 use crate::layout::{
-    BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, MMIO_HOLE_START, PD_ADDR, PDPT_ADDR,
+    BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, MMIO_HOLE_START, PDPT_ADDR, PD_ADDR,
     PML4_ADDR,
 };
 
@@ -238,12 +238,16 @@ mod tests {
         let b = info.to_bytes();
         assert_eq!(&b[0..4], b"HVTB");
         assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), 4);
-        assert_eq!(u64::from_le_bytes(b[24..32].try_into().unwrap()), CMDLINE_ADDR);
+        assert_eq!(
+            u64::from_le_bytes(b[24..32].try_into().unwrap()),
+            CMDLINE_ADDR
+        );
         assert_eq!(u64::from_le_bytes(b[32..40].try_into().unwrap()), 11);
         let mem = create_guest_memory(16 << 20).unwrap();
         write_boot_tables(&mem, &info).unwrap();
         let mut cmd = [0u8; 11];
-        mem.read_slice(&mut cmd, GuestAddress(CMDLINE_ADDR)).unwrap();
+        mem.read_slice(&mut cmd, GuestAddress(CMDLINE_ADDR))
+            .unwrap();
         assert_eq!(&cmd, b"variant=all");
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_ADDR)).unwrap();
         assert_eq!(pml4, PDPT_ADDR | 3);

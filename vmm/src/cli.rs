@@ -58,7 +58,9 @@ pub struct RunArgs {
 /// Parses a memory size such as `256M`, `1GiB`, `65536` or `512k`.
 pub fn parse_mem_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let bad = || format!("invalid memory size '{s}': expected a number with an optional K, M or G suffix, e.g. 256M");
+    let bad = || {
+        format!("invalid memory size '{s}': expected a number with an optional K, M or G suffix, e.g. 256M")
+    };
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, suffix) = t.split_at(digits_end);
     let n: u64 = num.parse().map_err(|_| bad())?;
@@ -80,7 +82,9 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("invalid timeout '{s}': expected a number of seconds"))?;
     if !(secs > 0.0 && secs.is_finite() && secs < 1e9) {
-        return Err(format!("invalid timeout '{s}': must be a positive number of seconds"));
+        return Err(format!(
+            "invalid timeout '{s}': must be a positive number of seconds"
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -114,8 +118,20 @@ mod tests {
     #[test]
     fn run_flags_parse() {
         let cli = Cli::try_parse_from([
-            "hvtrace", "run", "--guest", "smp", "--cpus", "4", "--mem", "64M", "--irqchip", "kvm",
-            "--timeout", "3", "--cmdline", "a=b",
+            "hvtrace",
+            "run",
+            "--guest",
+            "smp",
+            "--cpus",
+            "4",
+            "--mem",
+            "64M",
+            "--irqchip",
+            "kvm",
+            "--timeout",
+            "3",
+            "--cmdline",
+            "a=b",
         ])
         .unwrap();
         let Command::Run(args) = cli.command else {

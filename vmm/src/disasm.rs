@@ -44,6 +44,9 @@ mod tests {
 
     #[test]
     fn decodes_real_mode() {
-        assert_eq!(decode_one(&[0xfa, 0x90], 16, 0), Some((1, "cli".to_string())));
+        assert_eq!(
+            decode_one(&[0xfa, 0x90], 16, 0),
+            Some((1, "cli".to_string()))
+        );
     }
 }

@@ -61,8 +61,7 @@ impl ExitHandler for Dispatcher {
                 self.serial.write(offset, *b)?;
             }
         } else if port == DEBUG_EXIT_PORT {
-            self.end
-                .finish(Ending::Exit(self.debug_exit.status(data)));
+            self.end.finish(Ending::Exit(self.debug_exit.status(data)));
         }
         Ok(())
     }

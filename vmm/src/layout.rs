@@ -55,8 +55,16 @@ pub const KVM_IDENTITY_MAP_ADDR: u64 = 0xfffb_c000;
 
 /// Ranges of guest-physical memory the VMM writes and a guest image must not overlap.
 pub const VMM_RESERVED: [(u64, u64, &str); 2] = [
-    (0, GUEST_LOW_START, "the VMM's GDT, boot info and page tables"),
-    (LOW_RESERVED_START, HIMEM_START, "the MP table and legacy BIOS area"),
+    (
+        0,
+        GUEST_LOW_START,
+        "the VMM's GDT, boot info and page tables",
+    ),
+    (
+        LOW_RESERVED_START,
+        HIMEM_START,
+        "the MP table and legacy BIOS area",
+    ),
 ];
 
 /// The RAM regions for `mem` bytes: below the MMIO hole and, past 3 GiB, above 4 GiB.

@@ -120,11 +120,8 @@ fn plan(image: &[u8], mem: u64) -> Result<(u64, Vec<Segment>), LoadError> {
         if ph.p_type(endian) != PT_LOAD {
             continue;
         }
-        let (offset, filesz, memsz) = (
-            ph.p_offset(endian),
-            ph.p_filesz(endian),
-            ph.p_memsz(endian),
-        );
+        let (offset, filesz, memsz) =
+            (ph.p_offset(endian), ph.p_filesz(endian), ph.p_memsz(endian));
         let paddr = ph.p_paddr(endian);
         let file_end = offset
             .checked_add(filesz)
@@ -250,7 +247,8 @@ mod tests {
     #[test]
     fn loads_segment_and_zeroes_bss() {
         let mem = create_guest_memory(MEM).unwrap();
-        mem.write_slice(&[0xaa; 16], GuestAddress(0x10_0004)).unwrap();
+        mem.write_slice(&[0xaa; 16], GuestAddress(0x10_0004))
+            .unwrap();
         let image = elf(0x10_0000, &[0xf4, 0x90, 0x90, 0x90], 16, 0x10_0000);
         let loaded = load_elf(&mem, MEM, &image).unwrap();
         assert_eq!(loaded.entry, 0x10_0000);

@@ -157,7 +157,10 @@ mod tests {
         let s = EndSignal::default();
         s.finish(Ending::Exit(3));
         s.finish(Ending::Exit(4));
-        assert!(matches!(s.wait(Some(Duration::ZERO)), Some(Ending::Exit(3))));
+        assert!(matches!(
+            s.wait(Some(Duration::ZERO)),
+            Some(Ending::Exit(3))
+        ));
     }
 
     #[test]

@@ -60,8 +60,12 @@ pub fn open_kvm() -> Result<Kvm, VmmError> {
     Kvm::new().map_err(|e| {
         let source = std::io::Error::from_raw_os_error(e.errno());
         let hint = match e.errno() {
-            libc::ENOENT => " (no KVM on this machine: load the kvm module or enable virtualization)",
-            libc::EACCES | libc::EPERM => " (permission denied: add yourself to the 'kvm' group or run as root)",
+            libc::ENOENT => {
+                " (no KVM on this machine: load the kvm module or enable virtualization)"
+            }
+            libc::EACCES | libc::EPERM => {
+                " (permission denied: add yourself to the 'kvm' group or run as root)"
+            }
             _ => "",
         };
         VmmError::KvmOpen { source, hint }
@@ -139,9 +143,7 @@ impl Vm {
             .map_err(kvm("KVM_GET_SUPPORTED_CPUID"))?;
         let mut vcpus = Vec::with_capacity(config.cpus);
         for cpu in 0..config.cpus {
-            let fd = vm
-                .create_vcpu(cpu as u64)
-                .map_err(kvm("KVM_CREATE_VCPU"))?;
+            let fd = vm.create_vcpu(cpu as u64).map_err(kvm("KVM_CREATE_VCPU"))?;
             let mut cpuid = supported.clone();
             patch_for_vcpu(&mut cpuid, cpu as u32, config.cpus as u32);
             fd.set_cpuid2(&cpuid).map_err(kvm("KVM_SET_CPUID2"))?;
