@@ -103,7 +103,7 @@ fn bad_flags_are_rejected_clearly() {
         "invalid value 'pic'",
     );
     assert_clean_error(
-        &["run", "--guest", "hello", "--timeout", "-3"],
+        &["run", "--guest", "hello", "--timeout", "0"],
         "invalid timeout",
     );
 }

@@ -29,9 +29,7 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 /// Installs the kick signal handler once per process.
 pub fn install_handler() -> Result<(), VcpuError> {
     static INSTALLED: OnceLock<Result<(), vmm_sys_util::errno::Error>> = OnceLock::new();
-    INSTALLED
-        .get_or_init(|| register_signal_handler(kick_signal(), on_kick))
-        .clone()
+    (*INSTALLED.get_or_init(|| register_signal_handler(kick_signal(), on_kick)))
         .map_err(VcpuError::SignalHandler)
 }
 

@@ -67,6 +67,14 @@ pub const VMM_RESERVED: [(u64, u64, &str); 2] = [
     ),
 ];
 
+// The VMM's tables must not overlap each other (checked at compile time).
+const _: () = {
+    assert!(GDT_ADDR + 0x20 <= BOOT_INFO_ADDR);
+    assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 <= PML4_ADDR);
+    assert!(PD_ADDR + 4 * 0x1000 <= GUEST_LOW_START);
+    assert!(MPTABLE_ADDR >= LOW_RESERVED_START);
+};
+
 /// The RAM regions for `mem` bytes: below the MMIO hole and, past 3 GiB, above 4 GiB.
 pub fn ram_regions(mem: u64) -> Vec<(GuestAddress, usize)> {
     let low = mem.min(MMIO_HOLE_START);
@@ -120,14 +128,6 @@ mod tests {
         assert!(!in_ram(mem, LAPIC_BASE, LAPIC_BASE + 0x1000));
         assert!(in_ram(mem, 0x1_0000_0000, 0x1_0000_1000));
         assert!(!in_ram(256 << 20, 255 << 20, 257 << 20));
-    }
-
-    #[test]
-    fn tables_do_not_overlap() {
-        assert!(GDT_ADDR + 0x20 <= BOOT_INFO_ADDR);
-        assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 <= PML4_ADDR);
-        assert!(PD_ADDR + 4 * 0x1000 <= GUEST_LOW_START);
-        assert!(MPTABLE_ADDR >= LOW_RESERVED_START);
     }
 
     #[test]
