@@ -2,8 +2,9 @@
 //! bound, and skipping loudly where there is no KVM.
 //!
 //! Every test that needs `/dev/kvm` calls [`kvm_or_skip`] first. On a machine without KVM it
-//! prints a line starting with `SKIPPED:`; `.ci/run` fails the build if such a line appears on a
-//! machine that has `/dev/kvm`.
+//! prints a line starting with `SKIPPED:` and, when `HVTRACE_SKIP_LOG` names a file, appends
+//! the line there too; `.ci/run` fails the build if that file is not empty on a machine that
+//! has `/dev/kvm`.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -20,9 +21,24 @@ pub fn kvm_or_skip(test: &str) -> bool {
     {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("SKIPPED: {test}: needs /dev/kvm ({e})");
-            println!("SKIPPED: {test}: needs /dev/kvm ({e})");
+            report_skip(&format!("SKIPPED: {test}: needs /dev/kvm ({e})"));
             false
+        }
+    }
+}
+
+/// Prints a skip line loudly and records it in `$HVTRACE_SKIP_LOG` when that is set.
+pub fn report_skip(line: &str) {
+    eprintln!("{line}");
+    println!("{line}");
+    if let Some(path) = std::env::var_os("HVTRACE_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
         }
     }
 }
@@ -37,8 +53,12 @@ pub fn hvtrace_path() -> PathBuf {
         .expect("target/<profile> directory");
     let bin = profile_dir.join("hvtrace");
     if !bin.exists() {
+        let mut args = vec!["build", "-p", "vmm", "--bin", "hvtrace"];
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            args.push("--release");
+        }
         let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "vmm", "--bin", "hvtrace"])
+            .args(args)
             .status()
             .expect("run cargo build for hvtrace");
         assert!(status.success(), "building hvtrace failed");

@@ -42,8 +42,19 @@ fn kvm_or_skip(test: &str) -> Option<Kvm> {
     match Kvm::new() {
         Ok(k) => Some(k),
         Err(e) => {
-            eprintln!("SKIPPED: {test}: needs /dev/kvm ({e})");
-            println!("SKIPPED: {test}: needs /dev/kvm ({e})");
+            // Same protocol as the `tests` crate's report_skip (which this crate cannot use
+            // without a dependency cycle): loud line plus $HVTRACE_SKIP_LOG for .ci/run.
+            let line = format!("SKIPPED: {test}: needs /dev/kvm ({e})");
+            eprintln!("{line}");
+            if let Some(path) = std::env::var_os("HVTRACE_SKIP_LOG") {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .expect("open HVTRACE_SKIP_LOG");
+                writeln!(f, "{line}").expect("write HVTRACE_SKIP_LOG");
+            }
             None
         }
     }
