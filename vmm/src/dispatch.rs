@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use vcpu::{ExitHandler, FatalReport};
 
+use crate::devices::testdev::{self, IrqLines};
 use crate::devices::{DebugExit, SerialPort, COM1_BASE, COM1_LEN, DEBUG_EXIT_PORT};
 use crate::irqchip::IrqChipMode;
 use crate::layout::IOAPIC_BASE;
@@ -20,6 +21,8 @@ pub struct Dispatcher {
     pub(crate) debug_exit: DebugExit,
     pub(crate) end: Arc<EndSignal>,
     pub(crate) irqchip: IrqChipMode,
+    /// Interrupt lines the IRQ test device drives; `None` when no controller takes them.
+    pub(crate) irq_lines: Option<Arc<dyn IrqLines>>,
 }
 
 impl Dispatcher {
@@ -62,6 +65,17 @@ impl ExitHandler for Dispatcher {
             }
         } else if port == DEBUG_EXIT_PORT {
             self.end.finish(Ending::Exit(self.debug_exit.status(data)));
+        } else if let Some(line) = testdev::line_of(port) {
+            let level = data.iter().any(|b| *b != 0);
+            match &self.irq_lines {
+                Some(lines) => lines.set_level(line, level)?,
+                None => {
+                    return Err(format!(
+                        "IRQ test device: line {line} set to {level}, but --irqchip {} has no interrupt controller for it yet",
+                        self.irqchip
+                    ))
+                }
+            }
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ use vcpu::VcpuHandle;
 use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
 use crate::cpuid::patch_for_vcpu;
 use crate::devices::serial::{IrqLine, COM1_IRQ};
+use crate::devices::testdev::IrqLines;
 use crate::devices::{DebugExit, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, SerialOut};
@@ -84,7 +85,7 @@ pub struct Vm {
     vcpus: Vec<VcpuHandle>,
     end: Arc<EndSignal>,
     timeout: Option<Duration>,
-    _vm: VmFd,
+    _vm: Arc<VmFd>,
     memory: GuestMemoryMmap,
 }
 
@@ -99,7 +100,7 @@ impl Vm {
                 max,
             });
         }
-        let vm = kvm_handle.create_vm().map_err(kvm("KVM_CREATE_VM"))?;
+        let vm = Arc::new(kvm_handle.create_vm().map_err(kvm("KVM_CREATE_VM"))?);
         let memory = create_guest_memory(config.mem)?;
         register_memory(&vm, &memory)?;
         irqchip::setup(&kvm_handle, &vm, config.irqchip)?;
@@ -135,6 +136,8 @@ impl Vm {
             debug_exit: DebugExit,
             end: Arc::clone(&end),
             irqchip: config.irqchip,
+            irq_lines: (config.irqchip == IrqChipMode::Kvm)
+                .then(|| Arc::clone(&vm) as Arc<dyn IrqLines>),
         });
 
         let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
