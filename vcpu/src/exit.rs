@@ -24,6 +24,13 @@ pub enum ExitKind {
     },
     /// `hlt`.
     Hlt,
+    /// `rdmsr` / `wrmsr` exiting to user space.
+    Msr {
+        /// MSR index.
+        index: u32,
+        /// True for `wrmsr`.
+        write: bool,
+    },
     /// `KVM_EXIT_INTERNAL_ERROR`.
     InternalError,
     /// `KVM_EXIT_SHUTDOWN` (triple fault).
@@ -51,6 +58,9 @@ impl fmt::Display for ExitKind {
                 )
             }
             ExitKind::Hlt => f.write_str("hlt"),
+            ExitKind::Msr { index, write } => {
+                write!(f, "{} {index:#x}", if *write { "wrmsr" } else { "rdmsr" })
+            }
             ExitKind::InternalError => f.write_str("internal error"),
             ExitKind::Shutdown => f.write_str("shutdown"),
             ExitKind::FailEntry => f.write_str("fail entry"),
@@ -139,10 +149,91 @@ pub struct FatalReport {
     pub bitness: u32,
 }
 
+/// What the VMM's interrupt controller wants done before the next `KVM_RUN`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// The guest can take an external interrupt now (`ready_for_interrupt_injection` and
+    /// RFLAGS.IF from the last exit). Filled in by the vCPU layer.
+    pub interruptible: bool,
+    /// CR8 as the guest left it (TPR >> 4). Filled in by the vCPU layer; the handler sets the
+    /// value to enter with.
+    pub cr8: u64,
+    /// Vector to inject with `KVM_INTERRUPT` (only when `interruptible`).
+    pub inject: Option<u8>,
+    /// Inject an NMI.
+    pub nmi: bool,
+    /// Ask KVM for an interrupt-window exit (an interrupt is pending but cannot be taken).
+    pub want_window: bool,
+}
+
+/// A start-up signal for a vCPU whose local APIC is emulated in user space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Startup {
+    /// INIT: reset and wait for a SIPI.
+    Init,
+    /// SIPI with its vector: start in real mode at `vector << 12`.
+    Sipi(u8),
+}
+
+/// Why a vCPU is parked in user space by the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestWait {
+    /// After `hlt`; `interrupts_enabled` is RFLAGS.IF at the `hlt`.
+    Hlt {
+        /// RFLAGS.IF when the guest halted.
+        interrupts_enabled: bool,
+    },
+    /// An application processor after reset or INIT, waiting for a SIPI.
+    Sipi,
+}
+
+/// How the vCPU layer should treat a `hlt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HltAction {
+    /// Park the thread in user space until [`ExitHandler::halt_wakeup`] says so.
+    Park,
+    /// `hlt` should not exit to user space in this configuration: end the vCPU.
+    Unexpected,
+}
+
 /// The VMM side of exit handling, called on the vCPU's own thread.
 ///
-/// Returning `Err` ends this vCPU with a [`Fatal::Unhandled`] report.
+/// Returning `Err` ends this vCPU with a [`Fatal::Unhandled`] report. The methods with default
+/// bodies matter only when the local APIC is emulated in user space
+/// ([`ExitHandler::user_space_apic`]); with KVM's in-kernel APIC the defaults are right.
 pub trait ExitHandler: Send + Sync + 'static {
+    /// Whether the local APIC of this VM lives in user space: then application processors
+    /// wait in user space for INIT/SIPI, `hlt` parks the thread, and interrupts are injected by
+    /// the vCPU layer before each `KVM_RUN`.
+    fn user_space_apic(&self) -> bool {
+        false
+    }
+    /// Called before each `KVM_RUN` (user-space APIC only): mirror CR8 and choose an injection.
+    fn before_entry(&self, _cpu: usize, _entry: &mut Entry) {}
+    /// A pending INIT or SIPI for `cpu`, taken (user-space APIC only).
+    fn take_startup(&self, _cpu: usize) -> Option<Startup> {
+        None
+    }
+    /// What a `hlt` exit means.
+    fn hlt(&self, _cpu: usize) -> HltAction {
+        HltAction::Unexpected
+    }
+    /// Whether a vCPU parked in `wait` has something that ends the wait (an interrupt it can
+    /// take, an NMI, INIT or SIPI). Called with the vCPU's control lock held, so whoever
+    /// kicks a vCPU must not hold a lock that this method takes.
+    fn wakeup_pending(&self, _cpu: usize, _wait: GuestWait) -> bool {
+        true
+    }
+    /// `rdmsr` of an MSR that exits to user space; `Err(())` injects #GP.
+    #[allow(clippy::result_unit_err)]
+    fn msr_read(&self, _cpu: usize, _index: u32) -> Result<u64, ()> {
+        Err(())
+    }
+    /// `wrmsr` of an MSR that exits to user space; `Err(())` injects #GP.
+    #[allow(clippy::result_unit_err)]
+    fn msr_write(&self, _cpu: usize, _index: u32, _value: u64) -> Result<(), ()> {
+        Err(())
+    }
     /// An `in` instruction: fill `data`.
     fn io_in(&self, cpu: usize, port: u16, data: &mut [u8]) -> Result<(), String>;
     /// An `out` instruction.

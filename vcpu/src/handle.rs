@@ -12,6 +12,39 @@ use crate::kick::{install_handler, kick};
 use crate::runner::Runner;
 use crate::state::{Request, RunState, Shared, Snapshot};
 
+/// A cheap, cloneable way for any thread to make one vCPU look at its interrupt state again.
+#[derive(Clone)]
+pub struct Kicker {
+    shared: Arc<Shared>,
+}
+
+impl Kicker {
+    /// The vCPU this kicker targets.
+    pub fn cpu(&self) -> usize {
+        self.shared.cpu
+    }
+
+    /// Kicks the vCPU out of `KVM_RUN` if it is running (unless the caller is that vCPU's own
+    /// thread, which looks before re-entering anyway) and wakes it if it is parked.
+    ///
+    /// Takes the vCPU's control lock: never call it while holding a lock that
+    /// [`crate::ExitHandler::wakeup_pending`] takes.
+    pub fn kick(&self) {
+        let ctl = self.shared.lock();
+        if ctl.state == RunState::Running {
+            if let Some(target) = &ctl.kick_target {
+                // SAFETY: pthread_self and pthread_equal have no preconditions.
+                let own_thread =
+                    unsafe { libc::pthread_equal(target.thread, libc::pthread_self()) } != 0;
+                if !own_thread {
+                    kick(target);
+                }
+            }
+        }
+        self.shared.changed.notify_all();
+    }
+}
+
 /// Controller side of a vCPU thread. The thread starts paused.
 pub struct VcpuHandle {
     shared: Arc<Shared>,
@@ -71,6 +104,13 @@ impl VcpuHandle {
     /// This vCPU's index.
     pub fn cpu(&self) -> usize {
         self.shared.cpu
+    }
+
+    /// A kicker for this vCPU, for interrupt controllers and timers.
+    pub fn kicker(&self) -> Kicker {
+        Kicker {
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     /// Current run state and last published snapshot.

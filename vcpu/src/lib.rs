@@ -11,10 +11,12 @@ pub mod error;
 pub mod exit;
 pub mod handle;
 pub mod kick;
+mod realmode;
 mod runner;
 pub mod state;
 
 pub use error::VcpuError;
-pub use exit::{ExitHandler, ExitKind, Fatal, FatalReport};
+pub use exit::{Entry, ExitHandler, ExitKind, Fatal, FatalReport, GuestWait, HltAction, Startup};
+pub use handle::Kicker;
 pub use handle::VcpuHandle;
 pub use state::{RunState, Snapshot};

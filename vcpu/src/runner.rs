@@ -3,12 +3,22 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_run, KVM_INTERNAL_ERROR_EMULATION};
+use kvm_bindings::{kvm_interrupt, kvm_run, KVM_INTERNAL_ERROR_EMULATION};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
+use vmm_sys_util::ioctl::ioctl_with_ref;
+use vmm_sys_util::ioctl_iow_nr;
 
-use crate::exit::{ExitHandler, ExitKind, Fatal, FatalReport};
+use crate::exit::{
+    Entry, ExitHandler, ExitKind, Fatal, FatalReport, GuestWait, HltAction, Startup,
+};
 use crate::kick::immediate_exit;
+use crate::realmode::sipi_state;
 use crate::state::{KickTarget, Request, RunState, Shared, Snapshot};
+
+const KVMIO: u32 = 0xae;
+// KVM_INTERRUPT: queue an external interrupt (no irqchip in the kernel). kvm-ioctls has no
+// wrapper for it.
+ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
 
 /// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`: the emulation-failure exit carries the
 /// instruction bytes.
@@ -22,8 +32,12 @@ pub(crate) struct Runner {
     pub use_sync_regs: bool,
     last_exit: ExitKind,
     exits: u64,
-    /// The last exit was a PIO/MMIO exit whose completion happens on the next `KVM_RUN`.
+    /// The last exit was a PIO/MMIO/MSR exit whose completion happens on the next `KVM_RUN`.
     needs_completion: bool,
+    /// The local APIC is in user space (cached from the handler).
+    user_space_apic: bool,
+    /// Why the guest has this vCPU parked, if it has.
+    wait: Option<GuestWait>,
 }
 
 impl Runner {
@@ -33,6 +47,9 @@ impl Runner {
         handler: Arc<dyn ExitHandler>,
         use_sync_regs: bool,
     ) -> Self {
+        let user_space_apic = handler.user_space_apic();
+        // Application processors wait for INIT/SIPI; with KVM's APIC, KVM holds them.
+        let wait = (user_space_apic && shared.cpu != 0).then_some(GuestWait::Sipi);
         Runner {
             fd,
             shared,
@@ -41,6 +58,8 @@ impl Runner {
             last_exit: ExitKind::None,
             exits: 0,
             needs_completion: false,
+            user_space_apic,
+            wait,
         }
     }
 
@@ -135,6 +154,17 @@ impl Runner {
                     return;
                 }
             }
+            if self.user_space_apic {
+                match self.prepare_entry() {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(fatal) => {
+                        let report = self.report(fatal);
+                        self.handler.fatal(report);
+                        return;
+                    }
+                }
+            }
             if let Err(fatal) = self.run_once() {
                 let report = self.report(fatal);
                 self.handler.fatal(report);
@@ -157,6 +187,100 @@ impl Runner {
         }
         ctl.state = RunState::Running;
         shared.changed.notify_all();
+    }
+
+    /// User-space APIC work before `KVM_RUN`: INIT/SIPI, halts, CR8 and injection.
+    /// Returns `Ok(false)` when the vCPU is (or was) parked and the loop must re-check its
+    /// request before running.
+    fn prepare_entry(&mut self) -> Result<bool, Fatal> {
+        let cpu = self.shared.cpu;
+        match self.handler.take_startup(cpu) {
+            Some(Startup::Init) => self.wait = Some(GuestWait::Sipi),
+            Some(Startup::Sipi(vector)) if self.wait == Some(GuestWait::Sipi) => {
+                self.start_at(vector)?;
+                self.wait = None;
+            }
+            // A SIPI to a vCPU that is not waiting for one is ignored (SDM 10.4.7.3... 8.4.3).
+            Some(Startup::Sipi(_)) | None => {}
+        }
+        if let Some(wait) = self.wait {
+            if self.handler.wakeup_pending(cpu, wait) {
+                if let GuestWait::Hlt { .. } = wait {
+                    self.wait = None;
+                }
+            } else {
+                self.idle(wait);
+            }
+            if self.wait.is_some() {
+                return Ok(false);
+            }
+        }
+        let run = self.fd.get_kvm_run();
+        let mut entry = Entry {
+            interruptible: run.ready_for_interrupt_injection != 0 && run.if_flag != 0,
+            cr8: run.cr8,
+            ..Entry::default()
+        };
+        self.handler.before_entry(cpu, &mut entry);
+        run.cr8 = entry.cr8;
+        run.request_interrupt_window = u8::from(entry.want_window);
+        if entry.nmi {
+            self.fd.nmi().map_err(|e| Fatal::Unexpected {
+                exit: format!("KVM_NMI failed: {e}"),
+            })?;
+        }
+        if let Some(vector) = entry.inject.filter(|_| entry.interruptible) {
+            let irq = kvm_interrupt {
+                irq: u32::from(vector),
+            };
+            // SAFETY: KVM_INTERRUPT reads one kvm_interrupt from the pointer, which is valid
+            // for the duration of the call; the fd is this thread's vCPU fd.
+            let ret = unsafe { ioctl_with_ref(&self.fd, KVM_INTERRUPT(), &irq) };
+            if ret < 0 {
+                return Err(Fatal::Unexpected {
+                    exit: format!(
+                        "KVM_INTERRUPT of vector {vector} failed: {}",
+                        std::io::Error::last_os_error()
+                    ),
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    /// Parks in [`RunState::Halted`] until the handler reports a wake-up or the request
+    /// changes. The wake-up check runs under the control lock, and kickers take that lock to
+    /// notify, so a wake-up between check and wait cannot be lost.
+    fn idle(&mut self, wait: GuestWait) {
+        let snapshot = self.snapshot();
+        let shared = Arc::clone(&self.shared);
+        let cpu = shared.cpu;
+        let mut ctl = shared.lock();
+        if ctl.request != Request::Run || self.handler.wakeup_pending(cpu, wait) {
+            return;
+        }
+        ctl.state = RunState::Halted;
+        ctl.snapshot = snapshot;
+        shared.changed.notify_all();
+        while ctl.request == Request::Run && !self.handler.wakeup_pending(cpu, wait) {
+            ctl = shared.changed.wait(ctl).unwrap_or_else(|p| p.into_inner());
+        }
+        ctl.state = RunState::Running;
+        shared.changed.notify_all();
+    }
+
+    /// Puts the vCPU in the state a SIPI with `vector` gives it.
+    fn start_at(&mut self, vector: u8) -> Result<(), Fatal> {
+        let fail = |what: &str, e: kvm_ioctls::Error| Fatal::Unexpected {
+            exit: format!("{what} for SIPI start-up failed: {e}"),
+        };
+        let mut sregs = self.fd.get_sregs().map_err(|e| fail("KVM_GET_SREGS", e))?;
+        let mut regs = self.fd.get_regs().map_err(|e| fail("KVM_GET_REGS", e))?;
+        sipi_state(&mut sregs, &mut regs, vector);
+        self.fd
+            .set_sregs(&sregs)
+            .map_err(|e| fail("KVM_SET_SREGS", e))?;
+        self.fd.set_regs(&regs).map_err(|e| fail("KVM_SET_REGS", e))
     }
 
     /// One `KVM_RUN` and the handling of its exit.
@@ -207,11 +331,40 @@ impl Runner {
                 self.last_exit = ExitKind::SystemEvent;
                 return Err(Fatal::SystemEvent { kind });
             }
+            VcpuExit::X86Rdmsr(exit) => {
+                let index = exit.index;
+                match handler.msr_read(cpu, index) {
+                    Ok(value) => {
+                        *exit.data = value;
+                        *exit.error = 0;
+                    }
+                    Err(()) => *exit.error = 1,
+                }
+                (
+                    ExitKind::Msr {
+                        index,
+                        write: false,
+                    },
+                    Ok(()),
+                )
+            }
+            VcpuExit::X86Wrmsr(exit) => {
+                let index = exit.index;
+                *exit.error = u8::from(handler.msr_write(cpu, index, exit.data).is_err());
+                (ExitKind::Msr { index, write: true }, Ok(()))
+            }
             VcpuExit::Hlt => {
                 self.last_exit = ExitKind::Hlt;
-                return Err(Fatal::Unexpected {
-                    exit: "KVM_EXIT_HLT (hlt with no irqchip to wait on)".into(),
-                });
+                return match handler.hlt(cpu) {
+                    HltAction::Park => {
+                        let interrupts_enabled = self.fd.get_kvm_run().if_flag != 0;
+                        self.wait = Some(GuestWait::Hlt { interrupts_enabled });
+                        Ok(())
+                    }
+                    HltAction::Unexpected => Err(Fatal::Unexpected {
+                        exit: "KVM_EXIT_HLT (hlt with no irqchip to wait on)".into(),
+                    }),
+                };
             }
             other => {
                 let name = format!("{other:?}");

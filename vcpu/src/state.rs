@@ -25,6 +25,9 @@ pub enum RunState {
     Paused,
     /// In or around `KVM_RUN`, running guest code.
     Running,
+    /// Parked in user space by the guest: after `hlt`, or an application processor waiting
+    /// for INIT/SIPI (user-space APIC only).
+    Halted,
     /// Leaving its loop.
     Exiting,
     /// The thread has finished its loop.
@@ -36,6 +39,7 @@ impl fmt::Display for RunState {
         f.write_str(match self {
             RunState::Paused => "paused",
             RunState::Running => "running",
+            RunState::Halted => "halted",
             RunState::Exiting => "exiting",
             RunState::Exited => "exited",
         })
