@@ -204,8 +204,12 @@ pub const ICR_SHORTHAND: u32 = 3 << 18;
 /// Shift of the shorthand field.
 pub const ICR_SHORTHAND_SHIFT: u32 = 18;
 /// Writable bits of the xAPIC ICR low word.
-pub const ICR_LOW_WRITABLE: u32 =
-    ICR_VECTOR | ICR_DELIVERY_MODE | ICR_LOGICAL | ICR_LEVEL_ASSERT | ICR_TRIGGER_LEVEL | ICR_SHORTHAND;
+pub const ICR_LOW_WRITABLE: u32 = ICR_VECTOR
+    | ICR_DELIVERY_MODE
+    | ICR_LOGICAL
+    | ICR_LEVEL_ASSERT
+    | ICR_TRIGGER_LEVEL
+    | ICR_SHORTHAND;
 /// Writable bits of the xAPIC ICR high word: destination in bits 31:24.
 pub const ICR_HIGH_WRITABLE: u32 = 0xFF00_0000;
 /// Reserved bits of the 64-bit x2APIC ICR (§11.12.9): 13, 16-17 and 20-31. A WRMSR that sets

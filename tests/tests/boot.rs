@@ -11,9 +11,17 @@ fn hello_prints_its_line_and_exits_zero() {
     if !kvm_or_skip("hello_prints_its_line_and_exits_zero") {
         return;
     }
-    let out = run_hvtrace(&["run", "--guest", "hello", "--irqchip", "kvm"], BOUND);
+    for irqchip in ["emulated", "kvm", "split"] {
+        let out = run_hvtrace(&["run", "--guest", "hello", "--irqchip", irqchip], BOUND);
+        assert_eq!(out.status, Some(0), "{irqchip}: {out:?}");
+        assert_eq!(
+            out.stdout, "hello from hvtrace guest\n",
+            "{irqchip}: {out:?}"
+        );
+    }
+    // The default irqchip is hvtrace's own.
+    let out = run_hvtrace(&["run", "--guest", "hello"], BOUND);
     assert_eq!(out.status, Some(0), "{out:?}");
-    assert_eq!(out.stdout, "hello from hvtrace guest\n", "{out:?}");
 }
 
 fn smp_reports_all_cpus(irqchip: &str, cpus: usize) {
@@ -57,6 +65,16 @@ fn smp_boots_1_2_4_and_8_cpus_with_the_kvm_irqchip() {
 }
 
 #[test]
+fn smp_boots_1_2_4_and_8_cpus_with_the_emulated_apic() {
+    if !kvm_or_skip("smp_boots_1_2_4_and_8_cpus_with_the_emulated_apic") {
+        return;
+    }
+    for cpus in [1, 2, 4, 8] {
+        smp_reports_all_cpus("emulated", cpus);
+    }
+}
+
+#[test]
 fn smp_boots_with_the_split_irqchip() {
     if !kvm_or_skip("smp_boots_with_the_split_irqchip") {
         return;
@@ -69,7 +87,13 @@ fn fault_reports_the_instruction_and_fails() {
     if !kvm_or_skip("fault_reports_the_instruction_and_fails") {
         return;
     }
-    let out = run_hvtrace(&["run", "--guest", "fault", "--irqchip", "kvm"], BOUND);
+    for irqchip in ["kvm", "emulated"] {
+        fault_is_reported(irqchip);
+    }
+}
+
+fn fault_is_reported(irqchip: &str) {
+    let out = run_hvtrace(&["run", "--guest", "fault", "--irqchip", irqchip], BOUND);
     assert_ne!(out.status, Some(0), "{out:?}");
     assert_eq!(out.status, Some(125), "{out:?}");
     assert!(out.stderr.contains("vcpu 0 stopped"), "{out:?}");

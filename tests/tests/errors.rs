@@ -109,17 +109,6 @@ fn bad_flags_are_rejected_clearly() {
 }
 
 #[test]
-fn emulated_irqchip_is_refused_until_it_exists() {
-    if !kvm_or_skip("emulated_irqchip_is_refused_until_it_exists") {
-        return;
-    }
-    assert_clean_error(
-        &["run", "--guest", "hello"],
-        "irqchip 'emulated' is not available yet",
-    );
-}
-
-#[test]
 fn guests_lists_every_built_in_guest() {
     let out = run_hvtrace(&["guests"], BOUND);
     assert_eq!(out.status, Some(0), "{out:?}");

@@ -158,6 +158,9 @@ pub struct Entry {
     /// CR8 as the guest left it (TPR >> 4). Filled in by the vCPU layer; the handler sets the
     /// value to enter with.
     pub cr8: u64,
+    /// The guest changed CR8 itself (`mov %reg,%cr8`) since the last entry. Filled in by the
+    /// vCPU layer; when false, `cr8` is just the value the handler entered with last time.
+    pub cr8_changed: bool,
     /// Vector to inject with `KVM_INTERRUPT` (only when `interruptible`).
     pub inject: Option<u8>,
     /// Inject an NMI.
@@ -165,6 +168,11 @@ pub struct Entry {
     /// Ask KVM for an interrupt-window exit (an interrupt is pending but cannot be taken).
     pub want_window: bool,
 }
+
+/// An MSR access the guest must see fail with #GP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("#GP: the MSR access is not allowed")]
+pub struct GeneralProtection;
 
 /// A start-up signal for a vCPU whose local APIC is emulated in user space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,15 +232,13 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn wakeup_pending(&self, _cpu: usize, _wait: GuestWait) -> bool {
         true
     }
-    /// `rdmsr` of an MSR that exits to user space; `Err(())` injects #GP.
-    #[allow(clippy::result_unit_err)]
-    fn msr_read(&self, _cpu: usize, _index: u32) -> Result<u64, ()> {
-        Err(())
+    /// `rdmsr` of an MSR that exits to user space; an error injects #GP.
+    fn msr_read(&self, _cpu: usize, _index: u32) -> Result<u64, GeneralProtection> {
+        Err(GeneralProtection)
     }
-    /// `wrmsr` of an MSR that exits to user space; `Err(())` injects #GP.
-    #[allow(clippy::result_unit_err)]
-    fn msr_write(&self, _cpu: usize, _index: u32, _value: u64) -> Result<(), ()> {
-        Err(())
+    /// `wrmsr` of an MSR that exits to user space; an error injects #GP.
+    fn msr_write(&self, _cpu: usize, _index: u32, _value: u64) -> Result<(), GeneralProtection> {
+        Err(GeneralProtection)
     }
     /// An `in` instruction: fill `data`.
     fn io_in(&self, cpu: usize, port: u16, data: &mut [u8]) -> Result<(), String>;

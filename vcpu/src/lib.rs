@@ -16,7 +16,10 @@ mod runner;
 pub mod state;
 
 pub use error::VcpuError;
-pub use exit::{Entry, ExitHandler, ExitKind, Fatal, FatalReport, GuestWait, HltAction, Startup};
+pub use exit::{
+    Entry, ExitHandler, ExitKind, Fatal, FatalReport, GeneralProtection, GuestWait, HltAction,
+    Startup,
+};
 pub use handle::Kicker;
 pub use handle::VcpuHandle;
 pub use state::{RunState, Snapshot};

@@ -38,6 +38,8 @@ pub(crate) struct Runner {
     user_space_apic: bool,
     /// Why the guest has this vCPU parked, if it has.
     wait: Option<GuestWait>,
+    /// CR8 this vCPU last entered the guest with (user-space APIC only).
+    entered_cr8: u64,
 }
 
 impl Runner {
@@ -60,6 +62,7 @@ impl Runner {
             needs_completion: false,
             user_space_apic,
             wait,
+            entered_cr8: 0,
         }
     }
 
@@ -219,10 +222,12 @@ impl Runner {
         let mut entry = Entry {
             interruptible: run.ready_for_interrupt_injection != 0 && run.if_flag != 0,
             cr8: run.cr8,
+            cr8_changed: run.cr8 != self.entered_cr8,
             ..Entry::default()
         };
         self.handler.before_entry(cpu, &mut entry);
         run.cr8 = entry.cr8;
+        self.entered_cr8 = entry.cr8;
         run.request_interrupt_window = u8::from(entry.want_window);
         if entry.nmi {
             self.fd.nmi().map_err(|e| Fatal::Unexpected {
@@ -338,7 +343,7 @@ impl Runner {
                         *exit.data = value;
                         *exit.error = 0;
                     }
-                    Err(()) => *exit.error = 1,
+                    Err(_) => *exit.error = 1,
                 }
                 (
                     ExitKind::Msr {

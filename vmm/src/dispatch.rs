@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use vcpu::{ExitHandler, FatalReport};
+use vcpu::{Entry, ExitHandler, FatalReport, GeneralProtection, GuestWait, HltAction, Startup};
 
 use crate::devices::testdev::{self, IrqLines};
 use crate::devices::{DebugExit, SerialPort, COM1_BASE, COM1_LEN, DEBUG_EXIT_PORT};
+use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::IrqChipMode;
 use crate::layout::IOAPIC_BASE;
 use crate::outcome::{EndSignal, Ending};
@@ -23,6 +24,8 @@ pub struct Dispatcher {
     pub(crate) irqchip: IrqChipMode,
     /// Interrupt lines the IRQ test device drives; `None` when no controller takes them.
     pub(crate) irq_lines: Option<Arc<dyn IrqLines>>,
+    /// hvtrace's own APICs, under `--irqchip emulated`.
+    pub(crate) apic: Option<Arc<EmulatedIrqchip>>,
 }
 
 impl Dispatcher {
@@ -80,14 +83,69 @@ impl ExitHandler for Dispatcher {
         Ok(())
     }
 
-    fn mmio_read(&self, _cpu: usize, addr: u64, data: &mut [u8]) -> Result<(), String> {
+    fn mmio_read(&self, cpu: usize, addr: u64, data: &mut [u8]) -> Result<(), String> {
+        if let Some(apic) = &self.apic {
+            if apic.mmio(cpu, addr, data, false) {
+                return Ok(());
+            }
+        }
         self.check_mmio(addr, false)?;
         data.fill(0xff);
         Ok(())
     }
 
-    fn mmio_write(&self, _cpu: usize, addr: u64, _data: &[u8]) -> Result<(), String> {
+    fn mmio_write(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String> {
+        if let Some(apic) = &self.apic {
+            let mut buf = [0u8; 8];
+            let len = data.len().min(8);
+            buf[..len].copy_from_slice(&data[..len]);
+            if apic.mmio(cpu, addr, &mut buf[..len], true) {
+                return Ok(());
+            }
+        }
         self.check_mmio(addr, true)
+    }
+
+    fn user_space_apic(&self) -> bool {
+        self.apic.is_some()
+    }
+
+    fn before_entry(&self, cpu: usize, entry: &mut Entry) {
+        if let Some(apic) = &self.apic {
+            apic.before_entry(cpu, entry);
+        }
+    }
+
+    fn take_startup(&self, cpu: usize) -> Option<Startup> {
+        self.apic.as_ref()?.take_startup(cpu)
+    }
+
+    fn hlt(&self, _cpu: usize) -> HltAction {
+        if self.apic.is_some() {
+            HltAction::Park
+        } else {
+            HltAction::Unexpected
+        }
+    }
+
+    fn wakeup_pending(&self, cpu: usize, wait: GuestWait) -> bool {
+        self.apic
+            .as_ref()
+            .is_none_or(|apic| apic.wakeup_pending(cpu, wait))
+    }
+
+    fn msr_read(&self, cpu: usize, index: u32) -> Result<u64, GeneralProtection> {
+        match &self.apic {
+            Some(apic) if EmulatedIrqchip::handles_msr(index) => apic.msr_read(cpu, index),
+            _ => Err(GeneralProtection),
+        }
+    }
+
+    fn msr_write(&self, cpu: usize, index: u32, value: u64) -> Result<(), GeneralProtection> {
+        match &self.apic {
+            Some(apic) if EmulatedIrqchip::handles_msr(index) => apic.msr_write(cpu, index, value),
+            _ => Err(GeneralProtection),
+        }
     }
 
     fn fatal(&self, report: FatalReport) {

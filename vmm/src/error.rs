@@ -58,9 +58,12 @@ pub enum VmmError {
         /// Maximum allowed.
         max: usize,
     },
-    /// The chosen irqchip is not available.
-    #[error("irqchip '{0}' is not available yet: hvtrace's own APIC arrives with the apic work; use --irqchip kvm or --irqchip split")]
-    IrqchipUnavailable(&'static str),
+    /// hvtrace's own APIC could not be configured.
+    #[error(transparent)]
+    EmulatedApic(#[from] crate::irqchip::emulated::EmulatedIrqchipError),
+    /// A VMM thread could not be started.
+    #[error("cannot start a VMM thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// The command line does not fit.
     #[error("command line is {len} bytes; at most {max} fit")]
     CmdlineTooLong {
@@ -95,9 +98,6 @@ pub enum VmmError {
         #[source]
         source: LoadError,
     },
-    /// An eventfd could not be created.
-    #[error("cannot create an eventfd: {0}")]
-    EventFd(#[source] std::io::Error),
     /// A vCPU operation failed.
     #[error(transparent)]
     Vcpu(#[from] vcpu::VcpuError),

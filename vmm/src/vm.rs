@@ -3,21 +3,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kvm_bindings::{kvm_fpu, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{
+    kvm_fpu, kvm_msr_entry, kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES,
+};
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use vcpu::VcpuHandle;
 
 use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
-use crate::cpuid::patch_for_vcpu;
-use crate::devices::serial::{IrqLine, COM1_IRQ};
+use crate::cpuid::{patch_for_emulated_apic, patch_for_vcpu};
+use crate::devices::serial::IrqLine;
 use crate::devices::testdev::IrqLines;
 use crate::devices::{DebugExit, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, SerialOut};
 use crate::error::{kvm, VmmError};
+use crate::irqchip::clock::GuestClock;
+use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::{self, IrqChipMode};
 use crate::layout::create_guest_memory;
 use crate::loader::load_elf;
@@ -83,6 +86,7 @@ pub fn max_cpus(kvm: &Kvm) -> usize {
 /// Fields drop in order: vCPU threads first, then the VM fd, then guest memory.
 pub struct Vm {
     vcpus: Vec<VcpuHandle>,
+    apic: Option<Arc<EmulatedIrqchip>>,
     end: Arc<EndSignal>,
     timeout: Option<Duration>,
     _vm: Arc<VmFd>,
@@ -122,42 +126,55 @@ impl Vm {
         )?;
         mptable::write(&memory, config.cpus as u8)?;
 
-        let irq_line = if config.irqchip == IrqChipMode::Kvm {
-            let fd = EventFd::new(EFD_NONBLOCK).map_err(VmmError::EventFd)?;
-            vm.register_irqfd(&fd, COM1_IRQ)
-                .map_err(kvm("KVM_IRQFD (serial)"))?;
-            IrqLine::new(Some(fd))
-        } else {
-            IrqLine::new(None)
-        };
-        let end = Arc::new(EndSignal::default());
-        let dispatcher = Arc::new(Dispatcher {
-            serial: SerialPort::new(irq_line, config.serial_out),
-            debug_exit: DebugExit,
-            end: Arc::clone(&end),
-            irqchip: config.irqchip,
-            irq_lines: (config.irqchip == IrqChipMode::Kvm)
-                .then(|| Arc::clone(&vm) as Arc<dyn IrqLines>),
-        });
-
         let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
         let supported = kvm_handle
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(kvm("KVM_GET_SUPPORTED_CPUID"))?;
-        let mut vcpus = Vec::with_capacity(config.cpus);
+        let mut fds = Vec::with_capacity(config.cpus);
         for cpu in 0..config.cpus {
             let fd = vm.create_vcpu(cpu as u64).map_err(kvm("KVM_CREATE_VCPU"))?;
             let mut cpuid = supported.clone();
             patch_for_vcpu(&mut cpuid, cpu as u32, config.cpus as u32);
+            if config.irqchip == IrqChipMode::Emulated {
+                patch_for_emulated_apic(&mut cpuid);
+            }
             fd.set_cpuid2(&cpuid).map_err(kvm("KVM_SET_CPUID2"))?;
             if cpu == 0 {
                 setup_bsp(&fd, loaded.entry)?;
             }
+            fds.push(fd);
+        }
+
+        let apic = match config.irqchip {
+            IrqChipMode::Emulated => Some(emulated_irqchip(&fds[0], &supported, config.cpus)?),
+            _ => None,
+        };
+        let irq_lines: Option<Arc<dyn IrqLines>> = match (&apic, config.irqchip) {
+            (Some(apic), _) => Some(apic.clone()),
+            (None, IrqChipMode::Kvm) => Some(vm.clone()),
+            _ => None,
+        };
+        let end = Arc::new(EndSignal::default());
+        let dispatcher = Arc::new(Dispatcher {
+            serial: SerialPort::new(IrqLine::new(irq_lines.clone()), config.serial_out),
+            debug_exit: DebugExit,
+            end: Arc::clone(&end),
+            irqchip: config.irqchip,
+            irq_lines,
+            apic: apic.clone(),
+        });
+        let mut vcpus = Vec::with_capacity(config.cpus);
+        for (cpu, fd) in fds.into_iter().enumerate() {
             let handler: Arc<dyn vcpu::ExitHandler> = dispatcher.clone();
             vcpus.push(VcpuHandle::spawn(cpu, fd, handler, use_sync_regs)?);
         }
+        if let Some(apic) = &apic {
+            apic.start(vcpus.iter().map(VcpuHandle::kicker).collect())
+                .map_err(VmmError::Thread)?;
+        }
         Ok(Vm {
             vcpus,
+            apic,
             end,
             timeout: config.timeout,
             _vm: vm,
@@ -182,6 +199,9 @@ impl Vm {
             if let Err(e) = v.join(STOP_BOUND) {
                 eprintln!("hvtrace: {e}");
             }
+        }
+        if let Some(apic) = &self.apic {
+            apic.stop();
         }
         Ok(outcome)
     }
@@ -256,6 +276,39 @@ fn register_memory(vm: &VmFd, memory: &GuestMemoryMmap) -> Result<(), VmmError> 
             .map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }
     Ok(())
+}
+
+/// `IA32_TIME_STAMP_COUNTER`.
+const MSR_TSC: u32 = 0x10;
+
+/// Builds hvtrace's own APICs, with their clock anchored at vCPU 0's TSC.
+fn emulated_irqchip(
+    bsp: &VcpuFd,
+    cpuid: &kvm_bindings::CpuId,
+    cpus: usize,
+) -> Result<Arc<EmulatedIrqchip>, VmmError> {
+    let tsc_khz = bsp.get_tsc_khz().map_err(kvm("KVM_GET_TSC_KHZ"))?;
+    let mut msrs = Msrs::from_entries(&[kvm_msr_entry {
+        index: MSR_TSC,
+        ..Default::default()
+    }])
+    .map_err(|_| VmmError::MissingCapability("room for one MSR in KVM_GET_MSRS"))?;
+    bsp.get_msrs(&mut msrs)
+        .map_err(kvm("KVM_GET_MSRS(IA32_TSC)"))?;
+    let guest_tsc = msrs.as_slice()[0].data;
+    let tsc_hz = u64::from(tsc_khz) * 1000;
+    let phys_addr_bits = cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == 0x8000_0008)
+        .map_or(36, |e| (e.eax & 0xff) as u8);
+    let config = apic::ApicConfig {
+        tsc_hz,
+        phys_addr_bits: phys_addr_bits.clamp(32, 52),
+        ..apic::ApicConfig::default()
+    };
+    EmulatedIrqchip::new(cpus, GuestClock::anchored(guest_tsc, tsc_hz), &config)
+        .map_err(VmmError::EmulatedApic)
 }
 
 fn setup_bsp(fd: &VcpuFd, entry: u64) -> Result<(), VmmError> {

@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(ipi.delivery, DeliveryMode::Init);
         assert_eq!(ipi.trigger, Trigger::Edge);
         // INIT level de-assert.
-        assert_eq!(decode(0x0000_8500, 1, false, 0), Err(IpiDropReason::LevelDeassert));
+        assert_eq!(
+            decode(0x0000_8500, 1, false, 0),
+            Err(IpiDropReason::LevelDeassert)
+        );
     }
 
     #[test]
@@ -98,14 +101,23 @@ mod tests {
             );
             assert!(decode(others_bits | low, 0, false, 0).is_ok());
         }
-        assert_eq!(decode(0x300, 0, false, 0), Err(IpiDropReason::ReservedDeliveryMode));
-        assert_eq!(decode(0x700, 0, false, 0), Err(IpiDropReason::ReservedDeliveryMode));
+        assert_eq!(
+            decode(0x300, 0, false, 0),
+            Err(IpiDropReason::ReservedDeliveryMode)
+        );
+        assert_eq!(
+            decode(0x700, 0, false, 0),
+            Err(IpiDropReason::ReservedDeliveryMode)
+        );
     }
 
     #[test]
     fn illegal_vectors_only_for_fixed_and_lowest_priority() {
         assert_eq!(decode(0x0F, 0, false, 0), Err(IpiDropReason::IllegalVector));
-        assert_eq!(decode(0x10F, 0, false, 0), Err(IpiDropReason::IllegalVector));
+        assert_eq!(
+            decode(0x10F, 0, false, 0),
+            Err(IpiDropReason::IllegalVector)
+        );
         assert!(decode(0x400, 0, false, 0).is_ok(), "NMI ignores the vector");
         assert!(decode(0x600, 0, false, 0).is_ok(), "SIPI page 0 is legal");
     }

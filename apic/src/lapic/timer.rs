@@ -229,7 +229,16 @@ mod tests {
 
     #[test]
     fn divide_configuration_encoding() {
-        let expected = [(0, 2), (1, 4), (2, 8), (3, 16), (8, 32), (9, 64), (10, 128), (11, 1)];
+        let expected = [
+            (0, 2),
+            (1, 4),
+            (2, 8),
+            (3, 16),
+            (8, 32),
+            (9, 64),
+            (10, 128),
+            (11, 1),
+        ];
         for (config, div) in expected {
             assert_eq!(divisor(config), div, "config {config:#x}");
         }
@@ -282,7 +291,11 @@ mod tests {
     fn tsc_deadline_fires_at_the_deadline_and_clears() {
         let mut t = Timer::new(GHZ, 3 * GHZ); // 3 TSC ticks per ns
         t.set_deadline(3000, TimerMode::OneShot);
-        assert_eq!(t.deadline(TimerMode::TscDeadline), 0, "ignored outside the mode");
+        assert_eq!(
+            t.deadline(TimerMode::TscDeadline),
+            0,
+            "ignored outside the mode"
+        );
         t.set_deadline(3001, TimerMode::TscDeadline);
         assert_eq!(t.expiry_ns(TimerMode::TscDeadline), Some(1001));
         assert!(!t.poll(1000, TimerMode::TscDeadline));

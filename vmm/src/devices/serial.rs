@@ -3,8 +3,12 @@
 use std::io::{self, Write};
 use std::sync::Mutex;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use vm_superio::{Serial, Trigger};
-use vmm_sys_util::eventfd::EventFd;
+
+use super::testdev::IrqLines;
 
 /// First port of COM1.
 pub const COM1_BASE: u16 = 0x3f8;
@@ -13,26 +17,26 @@ pub const COM1_LEN: u16 = 8;
 /// ISA IRQ of COM1.
 pub const COM1_IRQ: u32 = 4;
 
-/// The UART's interrupt line: an eventfd wired to KVM's irqchip with an irqfd, or nothing when
-/// no interrupt controller is attached to the ISA IRQ (then an interrupt-driven guest would
-/// wait forever, so the count of dropped interrupts is kept).
+/// The UART's interrupt line: ISA IRQ 4 on the VM's interrupt controller, pulsed on each
+/// interrupt, or unconnected when no controller takes ISA lines (then the count of dropped
+/// interrupts is kept, since an interrupt-driven guest would wait for ever).
 pub struct IrqLine {
-    eventfd: Option<EventFd>,
-    dropped: std::sync::atomic::AtomicU64,
+    lines: Option<Arc<dyn IrqLines>>,
+    dropped: AtomicU64,
 }
 
 impl IrqLine {
-    /// A line backed by `eventfd` (registered with KVM by the caller), or unconnected.
-    pub fn new(eventfd: Option<EventFd>) -> Self {
+    /// A line on `lines`, or unconnected.
+    pub fn new(lines: Option<Arc<dyn IrqLines>>) -> Self {
         IrqLine {
-            eventfd,
-            dropped: Default::default(),
+            lines,
+            dropped: AtomicU64::new(0),
         }
     }
 
     /// Interrupts raised while the line was unconnected.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(std::sync::atomic::Ordering::Relaxed)
+        self.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -40,11 +44,13 @@ impl Trigger for IrqLine {
     type E = io::Error;
 
     fn trigger(&self) -> io::Result<()> {
-        match &self.eventfd {
-            Some(fd) => fd.write(1),
+        match &self.lines {
+            Some(lines) => lines
+                .set_level(COM1_IRQ, true)
+                .and_then(|()| lines.set_level(COM1_IRQ, false))
+                .map_err(io::Error::other),
             None => {
-                self.dropped
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
         }
