@@ -54,12 +54,14 @@ pub struct BootInfo {
     pub mem_size: u64,
     /// The command line (not NUL-terminated in guest memory; its length is given).
     pub cmdline: String,
+    /// TSC frequency in kHz (0 if unknown), so guests can turn TSC deltas into time.
+    pub tsc_khz: u32,
 }
 
 impl BootInfo {
     /// The block's bytes as the guest sees them.
-    pub fn to_bytes(&self) -> [u8; 40] {
-        let mut b = [0u8; 40];
+    pub fn to_bytes(&self) -> [u8; 48] {
+        let mut b = [0u8; 48];
         b[0..4].copy_from_slice(&BOOT_INFO_MAGIC.to_le_bytes());
         b[4..8].copy_from_slice(&BOOT_INFO_VERSION.to_le_bytes());
         b[8..12].copy_from_slice(&self.cpu_count.to_le_bytes());
@@ -67,6 +69,7 @@ impl BootInfo {
         b[16..24].copy_from_slice(&self.mem_size.to_le_bytes());
         b[24..32].copy_from_slice(&CMDLINE_ADDR.to_le_bytes());
         b[32..40].copy_from_slice(&(self.cmdline.len() as u64).to_le_bytes());
+        b[40..44].copy_from_slice(&self.tsc_khz.to_le_bytes());
         b
     }
 }
@@ -234,6 +237,7 @@ mod tests {
             bsp_apic_id: 0,
             mem_size: 256 << 20,
             cmdline: "variant=all".into(),
+            tsc_khz: 2_000_000,
         };
         let b = info.to_bytes();
         assert_eq!(&b[0..4], b"HVTB");
@@ -243,6 +247,7 @@ mod tests {
             CMDLINE_ADDR
         );
         assert_eq!(u64::from_le_bytes(b[32..40].try_into().unwrap()), 11);
+        assert_eq!(u32::from_le_bytes(b[40..44].try_into().unwrap()), 2_000_000);
         let mem = create_guest_memory(16 << 20).unwrap();
         write_boot_tables(&mem, &info).unwrap();
         let mut cmd = [0u8; 11];
@@ -261,6 +266,7 @@ mod tests {
             bsp_apic_id: 0,
             mem_size: 16 << 20,
             cmdline: "x".repeat(CMDLINE_MAX + 1),
+            tsc_khz: 0,
         };
         assert!(matches!(
             write_boot_tables(&mem, &info),

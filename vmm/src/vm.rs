@@ -115,15 +115,6 @@ impl Vm {
                 source,
             }
         })?;
-        write_boot_tables(
-            &memory,
-            &BootInfo {
-                cpu_count: config.cpus as u32,
-                bsp_apic_id: 0,
-                mem_size: config.mem,
-                cmdline: config.cmdline.clone(),
-            },
-        )?;
         mptable::write(&memory, config.cpus as u8)?;
 
         let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
@@ -144,6 +135,17 @@ impl Vm {
             }
             fds.push(fd);
         }
+
+        write_boot_tables(
+            &memory,
+            &BootInfo {
+                cpu_count: config.cpus as u32,
+                bsp_apic_id: 0,
+                mem_size: config.mem,
+                cmdline: config.cmdline.clone(),
+                tsc_khz: fds[0].get_tsc_khz().unwrap_or(0),
+            },
+        )?;
 
         let apic = match config.irqchip {
             IrqChipMode::Emulated => Some(emulated_irqchip(&fds[0], &supported, config.cpus)?),
