@@ -280,9 +280,10 @@ impl Router {
 
     /// Signals the local interrupt source `lvt` of `cpu` (see [`LocalApic::raise_lvt`]).
     pub fn raise_lvt(&mut self, cpu: usize, lvt: Lvt) {
-        let kick = self.lapics.get_mut(cpu).is_some_and(|l| {
-            l.raise_lvt(lvt) && (l.pending_vector().is_some() || l.wakeup_pending(false))
-        });
+        let kick = self
+            .lapics
+            .get_mut(cpu)
+            .is_some_and(|l| l.raise_lvt(lvt) && l.wakeup_pending(true));
         if kick {
             self.kick(cpu);
         }

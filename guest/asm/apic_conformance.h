@@ -325,7 +325,7 @@
 .endm
 
 /* This CPU's delivery count of `vector`, as a memory operand. */
-#define COUNT(vector) %gs:(PC_COUNTS + 4 * (vector))
+#define COUNT(vector) %gs:PC_COUNTS+4*vector
 
 /*
  * Checks that the deliveries of `vector` since the last zero_counts_all match

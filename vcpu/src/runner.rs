@@ -89,6 +89,7 @@ impl Runner {
             rip: self.rip(),
             last_exit: self.last_exit,
             exits: self.exits,
+            wait: self.wait,
         }
     }
 

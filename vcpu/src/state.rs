@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_run;
 
-use crate::exit::ExitKind;
+use crate::exit::{ExitKind, GuestWait};
 
 /// Where a vCPU thread is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,6 +66,8 @@ pub struct Snapshot {
     pub last_exit: ExitKind,
     /// Number of exits handled so far.
     pub exits: u64,
+    /// Why the guest had the vCPU parked, if it had (user-space APIC only).
+    pub wait: Option<GuestWait>,
 }
 
 /// Raw handles a kicker needs; only valid while the vCPU thread is alive.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use vcpu::{FatalReport, RunState, Snapshot};
+use vcpu::{FatalReport, GuestWait, RunState, Snapshot};
 
 /// Exit status of `hvtrace run` when the VM stopped on a guest error (emulation failure,
 /// triple fault, unexpected exit).
@@ -17,7 +17,7 @@ pub const STATUS_TIMEOUT: u8 = 124;
 pub struct VcpuStatus {
     /// vCPU index.
     pub cpu: usize,
-    /// Its run state.
+    /// Its run state when the timeout expired (before it was stopped for the report).
     pub state: RunState,
     /// Its registers and last exit as of its last report.
     pub snapshot: Snapshot,
@@ -27,9 +27,19 @@ pub struct VcpuStatus {
 
 impl fmt::Display for VcpuStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let wait = match self.snapshot.wait {
+            Some(GuestWait::Sipi) => " (waiting for INIT/SIPI)",
+            Some(GuestWait::Hlt {
+                interrupts_enabled: true,
+            }) => " (hlt, interrupts enabled)",
+            Some(GuestWait::Hlt {
+                interrupts_enabled: false,
+            }) => " (hlt with interrupts disabled)",
+            None => "",
+        };
         write!(
             f,
-            "vcpu {}: {}, rip {:#x}, last exit {}, {} exits",
+            "vcpu {}: {}{wait}, rip {:#x}, last exit {}, {} exits",
             self.cpu, self.state, self.snapshot.rip, self.snapshot.last_exit, self.snapshot.exits
         )?;
         if let Some(why) = &self.not_stopped {

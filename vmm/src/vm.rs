@@ -210,14 +210,16 @@ impl Vm {
 
     /// Pauses every vCPU (kick first, then wait for each, bounded) and reports their state.
     fn stop_all(&self) -> Vec<VcpuStatus> {
+        let states: Vec<_> = self.vcpus.iter().map(|v| v.state().0).collect();
         for v in &self.vcpus {
             v.request_pause();
         }
         self.vcpus
             .iter()
-            .map(|v| {
+            .zip(states)
+            .map(|(v, state)| {
                 let not_stopped = v.wait_paused(STOP_BOUND).err().map(|e| e.to_string());
-                let (state, snapshot) = v.state();
+                let snapshot = v.state().1;
                 VcpuStatus {
                     cpu: v.cpu(),
                     state,
