@@ -10,7 +10,7 @@ use crate::error::VcpuError;
 use crate::exit::{ExitHandler, Fatal, FatalReport};
 use crate::kick::{install_handler, kick};
 use crate::runner::Runner;
-use crate::state::{Request, RunState, Shared, Snapshot};
+use crate::state::{RunState, Shared, Snapshot};
 
 /// A cheap, cloneable way for any thread to make one vCPU look at its interrupt state again.
 #[derive(Clone)]
@@ -106,6 +106,10 @@ impl VcpuHandle {
         self.shared.cpu
     }
 
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// A kicker for this vCPU, for interrupt controllers and timers.
     pub fn kicker(&self) -> Kicker {
         Kicker {
@@ -119,28 +123,22 @@ impl VcpuHandle {
         (ctl.state, ctl.snapshot)
     }
 
-    fn set_request(&self, request: Request) {
+    /// Lets the vCPU run guest code: withdraws one pause request (the initial one, or one
+    /// taken with [`VcpuHandle::request_pause`]).
+    pub fn resume(&self) {
         let mut ctl = self.shared.lock();
-        if ctl.request == Request::Exit {
-            return;
-        }
-        ctl.request = request;
-        if request != Request::Run {
-            if let Some(target) = &ctl.kick_target {
-                kick(target);
-            }
-        }
+        ctl.pauses = ctl.pauses.saturating_sub(1);
         self.shared.changed.notify_all();
     }
 
-    /// Lets the vCPU run guest code.
-    pub fn resume(&self) {
-        self.set_request(Request::Run);
-    }
-
-    /// Asks the vCPU to park (kicks it out of `KVM_RUN`); does not wait.
+    /// Adds a pause request and kicks the vCPU out of `KVM_RUN`; does not wait.
     pub fn request_pause(&self) {
-        self.set_request(Request::Pause);
+        let mut ctl = self.shared.lock();
+        ctl.pauses = ctl.pauses.saturating_add(1);
+        if let Some(target) = &ctl.kick_target {
+            kick(target);
+        }
+        self.shared.changed.notify_all();
     }
 
     /// Waits until the vCPU is parked (or has exited) and returns its snapshot, or reports it
@@ -160,7 +158,7 @@ impl VcpuHandle {
     /// Asks the vCPU thread to leave its loop for good (kicking it); does not wait.
     pub fn request_exit(&self) {
         let mut ctl = self.shared.lock();
-        ctl.request = Request::Exit;
+        ctl.exit = true;
         if let Some(target) = &ctl.kick_target {
             kick(target);
         }

@@ -14,6 +14,7 @@ pub mod kick;
 mod realmode;
 mod runner;
 pub mod state;
+pub mod world;
 
 pub use error::VcpuError;
 pub use exit::{
@@ -23,3 +24,4 @@ pub use exit::{
 pub use handle::Kicker;
 pub use handle::VcpuHandle;
 pub use state::{RunState, Snapshot};
+pub use world::{StopGuard, World};

@@ -1,6 +1,6 @@
 //! The vCPU thread body: the `KVM_RUN` loop.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use kvm_bindings::{kvm_interrupt, kvm_run, KVM_INTERNAL_ERROR_EMULATION};
@@ -23,6 +23,22 @@ ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
 /// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`: the emulation-failure exit carries the
 /// instruction bytes.
 const EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+
+/// Makes a vCPU's exit-handling epoch odd for its lifetime.
+struct HandlingEpoch<'a>(&'a AtomicU64);
+
+impl<'a> HandlingEpoch<'a> {
+    fn enter(epoch: &'a AtomicU64) -> Self {
+        epoch.fetch_add(1, Ordering::SeqCst);
+        HandlingEpoch(epoch)
+    }
+}
+
+impl Drop for HandlingEpoch<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 /// Per-thread loop state.
 pub(crate) struct Runner {
@@ -108,6 +124,7 @@ impl Runner {
 
     /// The thread body. Returns the vCPU fd so it is unmapped only after the thread is joined.
     pub fn run(mut self) -> VcpuFd {
+        crate::world::set_current_vcpu(&self.shared);
         if self.use_sync_regs {
             self.fd.set_sync_valid_reg(SyncReg::Register);
         }
@@ -138,11 +155,12 @@ impl Runner {
             self.set_immediate_exit(0);
             let request = {
                 let mut ctl = self.shared.lock();
-                if ctl.request == Request::Run && ctl.state != RunState::Running {
+                let request = ctl.request();
+                if request == Request::Run && ctl.state != RunState::Running {
                     ctl.state = RunState::Running;
                     self.shared.changed.notify_all();
                 }
-                ctl.request
+                request
             };
             match request {
                 Request::Run => {}
@@ -186,7 +204,7 @@ impl Runner {
         ctl.state = RunState::Paused;
         ctl.snapshot = snapshot;
         shared.changed.notify_all();
-        while ctl.request == Request::Pause {
+        while ctl.request() == Request::Pause {
             ctl = shared.changed.wait(ctl).unwrap_or_else(|p| p.into_inner());
         }
         ctl.state = RunState::Running;
@@ -262,13 +280,13 @@ impl Runner {
         let shared = Arc::clone(&self.shared);
         let cpu = shared.cpu;
         let mut ctl = shared.lock();
-        if ctl.request != Request::Run || self.handler.wakeup_pending(cpu, wait) {
+        if ctl.request() != Request::Run || self.handler.wakeup_pending(cpu, wait) {
             return;
         }
         ctl.state = RunState::Halted;
         ctl.snapshot = snapshot;
         shared.changed.notify_all();
-        while ctl.request == Request::Run && !self.handler.wakeup_pending(cpu, wait) {
+        while ctl.request() == Request::Run && !self.handler.wakeup_pending(cpu, wait) {
             ctl = shared.changed.wait(ctl).unwrap_or_else(|p| p.into_inner());
         }
         ctl.state = RunState::Running;
@@ -303,6 +321,9 @@ impl Runner {
             Err(e) => return Err(Fatal::RunFailed { errno: e.errno() }),
         };
         self.exits += 1;
+        // Odd epoch while the exit is handled (World::sync waits for it to become even).
+        let shared = Arc::clone(&self.shared);
+        let _epoch = HandlingEpoch::enter(&shared.handling);
         let (kind, result) = match exit {
             VcpuExit::IoIn(port, data) => (
                 ExitKind::Io { port, write: false },

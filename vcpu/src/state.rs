@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -80,10 +81,36 @@ pub(crate) struct KickTarget {
 
 /// Mutable state behind the lock.
 pub(crate) struct Control {
-    pub request: Request,
+    /// Outstanding pause requests (the initial one, `VcpuHandle::request_pause`, and one per
+    /// active stop-the-world); the vCPU runs only while this is zero.
+    pub pauses: u32,
+    /// The vCPU must leave its loop for good.
+    pub exit: bool,
+    /// The vCPU's own thread is inside a stop-the-world request, waiting for the others: it is
+    /// not running guest code, so other initiators count it as stopped.
+    pub in_stop: u32,
     pub state: RunState,
     pub snapshot: Snapshot,
     pub kick_target: Option<KickTarget>,
+}
+
+impl Control {
+    /// What the vCPU should do now.
+    pub fn request(&self) -> Request {
+        if self.exit {
+            Request::Exit
+        } else if self.pauses > 0 {
+            Request::Pause
+        } else {
+            Request::Run
+        }
+    }
+
+    /// Whether the vCPU is out of guest code for a stop-the-world: parked, finished, or its
+    /// thread is itself waiting inside a stop request.
+    pub fn stopped(&self) -> bool {
+        matches!(self.state, RunState::Paused | RunState::Exited) || self.in_stop > 0
+    }
 }
 
 // SAFETY: `KickTarget` holds a pointer to the vCPU's `kvm_run` mapping and a pthread handle.
@@ -94,6 +121,9 @@ unsafe impl Send for Control {}
 /// State shared between a vCPU thread and its controller.
 pub(crate) struct Shared {
     pub cpu: usize,
+    /// Exit-handling epoch: odd while the vCPU thread is handling an exit, incremented on entry
+    /// and on exit of the handling (see [`crate::World::sync`]).
+    pub handling: AtomicU64,
     pub control: Mutex<Control>,
     pub changed: Condvar,
 }
@@ -102,8 +132,11 @@ impl Shared {
     pub fn new(cpu: usize) -> Self {
         Shared {
             cpu,
+            handling: AtomicU64::new(0),
             control: Mutex::new(Control {
-                request: Request::Pause,
+                pauses: 1,
+                exit: false,
+                in_stop: 0,
                 state: RunState::Paused,
                 snapshot: Snapshot::default(),
                 kick_target: None,

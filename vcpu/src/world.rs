@@ -1,0 +1,156 @@
+//! Stop-the-world: the VMM's replacement for a guest cross call.
+//!
+//! [`World::stop`] pauses every vCPU through KVM (a pause request and a kick each, then a
+//! bounded wait until each is parked with any half-done exit completed) and returns a
+//! [`StopGuard`]; dropping the guard withdraws the pause requests, and the vCPUs resume once no
+//! other stop holds them.
+//!
+//! - **Any thread may ask**, a vCPU thread handling an exit included: it counts itself as
+//!   stopped (it is not running guest code), and while it waits for the others it is counted
+//!   as stopped by every other initiator too, so two vCPUs stopping the world at once cannot
+//!   wait on each other.
+//! - **Concurrent and nested** requests compose: pause requests are counted per vCPU, so a
+//!   resume is never lost and never early.
+//! - **Bounded**: a vCPU that has not stopped within the bound is reported by index with its
+//!   state and last exit, its pause request is withdrawn again, and the call fails.
+//! - [`World::sync`] is DTrace's `dtrace_sync()`: it returns once every vCPU has left the exit
+//!   handling it was in when the call began (an epoch per vCPU), without stopping anything.
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::VcpuError;
+use crate::handle::VcpuHandle;
+use crate::kick::kick;
+use crate::state::{RunState, Shared};
+
+thread_local! {
+    /// The vCPU whose thread this is, if any (set by the vCPU thread at start).
+    static CURRENT_VCPU: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Marks the calling thread as the thread of `shared`'s vCPU.
+pub(crate) fn set_current_vcpu(shared: &Arc<Shared>) {
+    CURRENT_VCPU.with(|c| c.set(Arc::as_ptr(shared)));
+}
+
+fn is_current(shared: &Arc<Shared>) -> bool {
+    CURRENT_VCPU.with(|c| std::ptr::eq(c.get(), Arc::as_ptr(shared)))
+}
+
+/// Every vCPU of a VM, for stop-the-world and sync.
+#[derive(Clone)]
+pub struct World {
+    vcpus: Vec<Arc<Shared>>,
+}
+
+/// Held while the world is stopped; dropping it resumes (unless another stop still holds).
+#[must_use = "the world resumes when the guard is dropped"]
+pub struct StopGuard<'a> {
+    world: &'a World,
+}
+
+impl World {
+    /// The world made of `vcpus`.
+    pub fn new(vcpus: &[VcpuHandle]) -> Self {
+        World {
+            vcpus: vcpus.iter().map(|v| Arc::clone(v.shared())).collect(),
+        }
+    }
+
+    /// Number of vCPUs.
+    pub fn len(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// Whether there are no vCPUs.
+    pub fn is_empty(&self) -> bool {
+        self.vcpus.is_empty()
+    }
+
+    /// Stops every vCPU and returns once each is out of `KVM_RUN` and parked (the caller's own
+    /// vCPU, if it is one, counts as stopped), or fails after `bound` naming the vCPU that did
+    /// not stop.
+    pub fn stop(&self, bound: Duration) -> Result<StopGuard<'_>, VcpuError> {
+        let me = self.vcpus.iter().find(|v| is_current(v));
+        if let Some(me) = me {
+            me.lock().in_stop += 1;
+            me.changed.notify_all();
+        }
+        for v in &self.vcpus {
+            let mut ctl = v.lock();
+            ctl.pauses = ctl.pauses.saturating_add(1);
+            if !is_current(v) && ctl.state == RunState::Running {
+                if let Some(target) = &ctl.kick_target {
+                    kick(target);
+                }
+            }
+            v.changed.notify_all();
+        }
+        let guard = StopGuard { world: self };
+        let start = Instant::now();
+        let deadline = start + bound;
+        let mut result = Ok(());
+        for v in self.vcpus.iter().filter(|v| !is_current(v)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (ok, ctl) = v.wait_until(left, |c| c.stopped());
+            if !ok {
+                result = Err(VcpuError::NotStopped {
+                    cpu: v.cpu,
+                    waited_ms: start.elapsed().as_millis(),
+                    state: ctl.state,
+                    last_exit: ctl.snapshot.last_exit,
+                });
+                break;
+            }
+        }
+        if let Some(me) = me {
+            let mut ctl = me.lock();
+            ctl.in_stop = ctl.in_stop.saturating_sub(1);
+        }
+        // On failure the guard's drop withdraws the pause requests again.
+        result.map(|()| guard)
+    }
+
+    /// Returns once every vCPU (other than the caller's own) has left the exit handling it was
+    /// in when `sync` was called; vCPUs not in exit handling are not waited for. Fails after
+    /// `bound`, naming the vCPU still inside the same handling.
+    pub fn sync(&self, bound: Duration) -> Result<(), VcpuError> {
+        let epochs: Vec<u64> = self
+            .vcpus
+            .iter()
+            .map(|v| v.handling.load(Ordering::SeqCst))
+            .collect();
+        let start = Instant::now();
+        for (v, epoch) in self.vcpus.iter().zip(epochs) {
+            if epoch % 2 == 0 || is_current(v) {
+                continue;
+            }
+            while v.handling.load(Ordering::SeqCst) == epoch {
+                if start.elapsed() > bound {
+                    let ctl = v.lock();
+                    return Err(VcpuError::NotStopped {
+                        cpu: v.cpu,
+                        waited_ms: start.elapsed().as_millis(),
+                        state: ctl.state,
+                        last_exit: ctl.snapshot.last_exit,
+                    });
+                }
+                std::thread::yield_now();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        for v in &self.world.vcpus {
+            let mut ctl = v.lock();
+            ctl.pauses = ctl.pauses.saturating_sub(1);
+            v.changed.notify_all();
+        }
+    }
+}
