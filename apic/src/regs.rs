@@ -131,12 +131,15 @@ pub const VERSION_EOI_SUPPRESS: u32 = 1 << 24;
 pub const SVR_VECTOR: u32 = 0xFF;
 /// SVR bit 8: APIC software enable (§11.4.7.2).
 pub const SVR_ENABLE: u32 = 1 << 8;
-/// SVR bit 9: focus processor checking. Not supported on Pentium 4 and later: reserved here.
+/// SVR bit 9: focus processor checking disabled. Stored and read back, without effect: lowest
+/// priority arbitration here never uses a focus processor (Pentium 4 and later do not). Kept
+/// writable because operating systems set it (and KVM accepts it) in both modes.
 pub const SVR_FOCUS_DISABLE: u32 = 1 << 9;
 /// SVR bit 12: suppress EOI broadcasts (§11.8.5).
 pub const SVR_SUPPRESS_EOI_BROADCAST: u32 = 1 << 12;
 /// Writable SVR bits.
-pub const SVR_WRITABLE: u32 = SVR_VECTOR | SVR_ENABLE | SVR_SUPPRESS_EOI_BROADCAST;
+pub const SVR_WRITABLE: u32 =
+    SVR_VECTOR | SVR_ENABLE | SVR_FOCUS_DISABLE | SVR_SUPPRESS_EOI_BROADCAST;
 /// SVR value after reset and INIT (§11.4.7.1).
 pub const SVR_RESET: u32 = 0xFF;
 

@@ -306,6 +306,16 @@ impl Router {
         self.next_deadline_ns()
     }
 
+    /// [`Self::tick`] done by vCPU `cpu` itself (e.g. just before it enters the guest): a timer
+    /// of `cpu` that expires raises its interrupt but does not list `cpu` to kick, since it is
+    /// about to look at its pending vector anyway. Other vCPUs are kicked as usual.
+    pub fn tick_by(&mut self, cpu: usize, now_ns: u64) -> Option<u64> {
+        self.current = Some(cpu);
+        let next = self.tick(now_ns);
+        self.current = None;
+        next
+    }
+
     /// The earliest timer deadline of all local APICs.
     pub fn next_deadline_ns(&self) -> Option<u64> {
         self.lapics

@@ -24,6 +24,10 @@ pub enum ExitKind {
     },
     /// `hlt`.
     Hlt,
+    /// `KVM_EXIT_IRQ_WINDOW_OPEN`: the guest can take an interrupt again.
+    IrqWindow,
+    /// `KVM_EXIT_SET_TPR`: the guest lowered CR8.
+    SetTpr,
     /// `rdmsr` / `wrmsr` exiting to user space.
     Msr {
         /// MSR index.
@@ -58,6 +62,8 @@ impl fmt::Display for ExitKind {
                 )
             }
             ExitKind::Hlt => f.write_str("hlt"),
+            ExitKind::IrqWindow => f.write_str("interrupt window"),
+            ExitKind::SetTpr => f.write_str("cr8 lowered"),
             ExitKind::Msr { index, write } => {
                 write!(f, "{} {index:#x}", if *write { "wrmsr" } else { "rdmsr" })
             }
@@ -155,12 +161,9 @@ pub struct Entry {
     /// The guest can take an external interrupt now (`ready_for_interrupt_injection` and
     /// RFLAGS.IF from the last exit). Filled in by the vCPU layer.
     pub interruptible: bool,
-    /// CR8 as the guest left it (TPR >> 4). Filled in by the vCPU layer; the handler sets the
-    /// value to enter with.
+    /// CR8 to enter with (TPR >> 4): the vCPU layer fills in the current value, the handler
+    /// sets it from the TPR.
     pub cr8: u64,
-    /// The guest changed CR8 itself (`mov %reg,%cr8`) since the last entry. Filled in by the
-    /// vCPU layer; when false, `cr8` is just the value the handler entered with last time.
-    pub cr8_changed: bool,
     /// Vector to inject with `KVM_INTERRUPT` (only when `interruptible`).
     pub inject: Option<u8>,
     /// Inject an NMI.
@@ -216,8 +219,12 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn user_space_apic(&self) -> bool {
         false
     }
-    /// Called before each `KVM_RUN` (user-space APIC only): mirror CR8 and choose an injection.
+    /// Called before each `KVM_RUN` (user-space APIC only): mirror the TPR into CR8 and choose
+    /// an injection.
     fn before_entry(&self, _cpu: usize, _entry: &mut Entry) {}
+    /// The guest changed CR8 itself (`mov %reg,%cr8`); called on the next exit, before that
+    /// exit is handled (user-space APIC only).
+    fn guest_cr8(&self, _cpu: usize, _cr8: u64) {}
     /// A pending INIT or SIPI for `cpu`, taken (user-space APIC only).
     fn take_startup(&self, _cpu: usize) -> Option<Startup> {
         None

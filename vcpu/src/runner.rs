@@ -54,7 +54,7 @@ pub(crate) struct Runner {
     user_space_apic: bool,
     /// Why the guest has this vCPU parked, if it has.
     wait: Option<GuestWait>,
-    /// CR8 this vCPU last entered the guest with (user-space APIC only).
+    /// CR8 as last synchronised with the APIC's TPR (user-space APIC only).
     entered_cr8: u64,
 }
 
@@ -240,8 +240,7 @@ impl Runner {
         let run = self.fd.get_kvm_run();
         let mut entry = Entry {
             interruptible: run.ready_for_interrupt_injection != 0 && run.if_flag != 0,
-            cr8: run.cr8,
-            cr8_changed: run.cr8 != self.entered_cr8,
+            cr8: self.entered_cr8,
             ..Entry::default()
         };
         self.handler.before_entry(cpu, &mut entry);
@@ -293,6 +292,14 @@ impl Runner {
         shared.changed.notify_all();
     }
 
+    /// Mirrors a CR8 the guest wrote itself (`mov %reg,%cr8`, which need not exit) into the TPR.
+    fn sync_guest_cr8(&mut self, cr8: u64) {
+        if self.user_space_apic && cr8 != self.entered_cr8 {
+            self.handler.guest_cr8(self.shared.cpu, cr8);
+            self.entered_cr8 = cr8;
+        }
+    }
+
     /// Puts the vCPU in the state a SIPI with `vector` gives it.
     fn start_at(&mut self, vector: u8) -> Result<(), Fatal> {
         let fail = |what: &str, e: kvm_ioctls::Error| Fatal::Unexpected {
@@ -311,16 +318,29 @@ impl Runner {
     fn run_once(&mut self) -> Result<(), Fatal> {
         let cpu = self.shared.cpu;
         let handler = Arc::clone(&self.handler);
+        let run_raw = self.run_ptr();
         let exit = match self.fd.run() {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 // EINTR: kicked (not a guest exit, so the last exit stays what it was).
                 // EAGAIN: an AP that was just started by SIPI; run again.
+                let cr8 = self.fd.get_kvm_run().cr8;
+                self.sync_guest_cr8(cr8);
                 return Ok(());
             }
             Err(e) => return Err(Fatal::RunFailed { errno: e.errno() }),
         };
         self.exits += 1;
+        // SAFETY: `run_raw` is this thread's live kvm_run mapping (owned by `self.fd`); the
+        // `exit` borrow covers the exit union and the I/O data area, never the `cr8` field read
+        // here, and nothing else writes kvm_run meanwhile (kickers only touch immediate_exit).
+        let cr8 = unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*run_raw).cr8)) };
+        if self.user_space_apic && cr8 != self.entered_cr8 {
+            // The TPR must reflect the guest's own CR8 write before this exit, which may read
+            // the TPR, is handled.
+            handler.guest_cr8(cpu, cr8);
+            self.entered_cr8 = cr8;
+        }
         // Odd epoch while the exit is handled (World::sync waits for it to become even).
         let shared = Arc::clone(&self.shared);
         let _epoch = HandlingEpoch::enter(&shared.handling);
@@ -342,6 +362,16 @@ impl Runner {
                 handler.mmio_write(cpu, addr, data),
             ),
             VcpuExit::Intr => return Ok(()),
+            // The guest lowered CR8 (no in-kernel APIC): already mirrored into the TPR above.
+            VcpuExit::SetTpr => {
+                self.last_exit = ExitKind::SetTpr;
+                return Ok(());
+            }
+            // The guest can take interrupts again: the next entry injects.
+            VcpuExit::IrqWindowOpen => {
+                self.last_exit = ExitKind::IrqWindow;
+                return Ok(());
+            }
             VcpuExit::InternalError => {
                 self.last_exit = ExitKind::InternalError;
                 return Err(self.internal_error());

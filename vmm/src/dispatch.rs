@@ -116,6 +116,12 @@ impl ExitHandler for Dispatcher {
         }
     }
 
+    fn guest_cr8(&self, cpu: usize, cr8: u64) {
+        if let Some(apic) = &self.apic {
+            apic.guest_cr8(cpu, cr8);
+        }
+    }
+
     fn take_startup(&self, cpu: usize) -> Option<Startup> {
         self.apic.as_ref()?.take_startup(cpu)
     }

@@ -16,212 +16,21 @@
 //! interrupt is injected once the guest sets IF, exactly once.
 
 mod icr;
+mod lvt;
 mod registers;
 mod timer;
+mod types;
 
+pub use lvt::Lvt;
 pub use timer::{divisor, TimerMode};
+pub use types::{ApicConfig, ApicMode, Effect, Startup};
 
-use crate::error::ConfigError;
 use crate::event::{ApicEvent, EventLog, RejectReason};
-use crate::message::{DeliveryMode, Ipi, Trigger};
+use crate::message::{DeliveryMode, Trigger};
 use crate::regs::*;
 use crate::vecset::VectorSet;
 use timer::Timer;
-
-/// Creation-time parameters of the local APICs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ApicConfig {
-    /// Frequency the APIC timer counts at before the divider (the "bus" or core crystal clock),
-    /// in Hz. Default 1 GHz (one tick per nanosecond), as KVM and QEMU use.
-    pub bus_hz: u64,
-    /// Guest TSC frequency in Hz, for TSC-deadline mode. The guest TSC is taken to be
-    /// `now_ns * tsc_hz / 10^9`, so the caller's clock must read 0 when the guest TSC did.
-    pub tsc_hz: u64,
-    /// Whether x2APIC mode is offered (`CPUID.01H:ECX[21]`); without it `IA32_APIC_BASE` bit 10 is
-    /// reserved.
-    pub x2apic: bool,
-    /// Whether TSC-deadline mode is offered (`CPUID.01H:ECX[24]`); without it LVT timer bit 18 is
-    /// reserved and `IA32_TSC_DEADLINE` raises #GP.
-    pub tsc_deadline: bool,
-    /// Physical address width (`CPUID.80000008H:EAX[7:0]`); `IA32_APIC_BASE` bits from it up are
-    /// reserved.
-    pub phys_addr_bits: u8,
-}
-
-impl Default for ApicConfig {
-    fn default() -> Self {
-        Self {
-            bus_hz: 1_000_000_000,
-            tsc_hz: 1_000_000_000,
-            x2apic: true,
-            tsc_deadline: true,
-            phys_addr_bits: 46,
-        }
-    }
-}
-
-impl ApicConfig {
-    /// Checks that the configuration can work: non-zero frequencies, 32..=52 address bits.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.bus_hz == 0 {
-            return Err(ConfigError::ZeroFrequency("APIC bus"));
-        }
-        if self.tsc_hz == 0 {
-            return Err(ConfigError::ZeroFrequency("TSC"));
-        }
-        if !(32..=52).contains(&self.phys_addr_bits) {
-            return Err(ConfigError::PhysAddrBits(self.phys_addr_bits));
-        }
-        Ok(())
-    }
-}
-
-/// The APIC mode selected by `IA32_APIC_BASE` EN (bit 11) and EXTD (bit 10) (§11.12.5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ApicMode {
-    /// EN = 0: globally disabled; the processor behaves as one without an APIC (§11.4.3).
-    Disabled,
-    /// EN = 1, EXTD = 0: xAPIC mode, registers in the MMIO page.
-    XApic,
-    /// EN = 1, EXTD = 1: x2APIC mode, registers in MSRs 0x800-0x8FF.
-    X2Apic,
-}
-
-/// One local vector table entry (§11.5.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lvt {
-    /// LVT timer (0x320 / MSR 0x832).
-    Timer,
-    /// LVT thermal sensor (0x330 / MSR 0x833).
-    Thermal,
-    /// LVT performance monitoring counters (0x340 / MSR 0x834).
-    Perf,
-    /// LVT LINT0 (0x350 / MSR 0x835).
-    Lint0,
-    /// LVT LINT1 (0x360 / MSR 0x836).
-    Lint1,
-    /// LVT error (0x370 / MSR 0x837).
-    Error,
-    /// LVT CMCI (0x2F0 / MSR 0x82F).
-    Cmci,
-}
-
-impl Lvt {
-    /// Every LVT entry.
-    pub const ALL: [Lvt; 7] = [
-        Lvt::Timer,
-        Lvt::Thermal,
-        Lvt::Perf,
-        Lvt::Lint0,
-        Lvt::Lint1,
-        Lvt::Error,
-        Lvt::Cmci,
-    ];
-
-    fn index(self) -> usize {
-        match self {
-            Lvt::Timer => 0,
-            Lvt::Thermal => 1,
-            Lvt::Perf => 2,
-            Lvt::Lint0 => 3,
-            Lvt::Lint1 => 4,
-            Lvt::Error => 5,
-            Lvt::Cmci => 6,
-        }
-    }
-
-    /// The xAPIC MMIO offset of the entry.
-    pub fn offset(self) -> u32 {
-        match self {
-            Lvt::Timer => REG_LVT_TIMER,
-            Lvt::Thermal => REG_LVT_THERMAL,
-            Lvt::Perf => REG_LVT_PERF,
-            Lvt::Lint0 => REG_LVT_LINT0,
-            Lvt::Lint1 => REG_LVT_LINT1,
-            Lvt::Error => REG_LVT_ERROR,
-            Lvt::Cmci => REG_LVT_CMCI,
-        }
-    }
-
-    /// The entry at xAPIC MMIO `offset`.
-    pub fn from_offset(offset: u32) -> Option<Self> {
-        Self::ALL.into_iter().find(|l| l.offset() == offset)
-    }
-
-    fn is_lint(self) -> bool {
-        matches!(self, Lvt::Lint0 | Lvt::Lint1)
-    }
-
-    /// Bits defined for this entry (Figure 11-8), read-only ones included. In x2APIC mode a
-    /// write setting any other bit raises #GP.
-    fn defined(self, tsc_deadline: bool) -> u32 {
-        let common = LVT_VECTOR | LVT_DELIVERY_STATUS | LVT_MASKED;
-        match self {
-            Lvt::Timer if tsc_deadline => common | LVT_TIMER_MODE,
-            Lvt::Timer => common | LVT_TIMER_PERIODIC,
-            Lvt::Thermal | Lvt::Perf | Lvt::Cmci => common | LVT_DELIVERY_MODE,
-            Lvt::Lint0 | Lvt::Lint1 => {
-                common | LVT_DELIVERY_MODE | LVT_POLARITY | LVT_REMOTE_IRR | LVT_LEVEL
-            }
-            Lvt::Error => common,
-        }
-    }
-
-    /// Bits software can write.
-    fn writable(self, tsc_deadline: bool) -> u32 {
-        self.defined(tsc_deadline) & !(LVT_DELIVERY_STATUS | LVT_REMOTE_IRR)
-    }
-}
-
-/// A start-up event for the vCPU, taken with [`LocalApic::take_startup`] (§11.4.7.3, §8.4 of
-/// Vol. 3A: the INIT-SIPI-SIPI protocol).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Startup {
-    /// An INIT was received: the vCPU must be reset. An application processor then waits for a
-    /// SIPI (the APIC is in the wait-for-SIPI state); the BSP restarts at the reset vector.
-    Init,
-    /// A start-up IPI was received in the wait-for-SIPI state: the vCPU (reset by a preceding
-    /// INIT) starts in real mode at CS:IP = `vector << 8`:0000, physical address `vector << 12`.
-    Sipi(u8),
-}
-
-impl Startup {
-    /// The physical start address of a SIPI, `vector << 12`.
-    pub fn start_address(self) -> Option<u64> {
-        match self {
-            Startup::Init => None,
-            Startup::Sipi(v) => Some(u64::from(v) << 12),
-        }
-    }
-}
-
-/// What a register write asks of the outside world.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Effect {
-    /// Nothing.
-    None,
-    /// An ICR or SELF IPI write sent this IPI: deliver it (the [`crate::Router`] does).
-    Ipi(Ipi),
-    /// An EOI completed a level-triggered vector and broadcast suppression is off: tell the
-    /// IOAPIC(s) (§11.8.5).
-    EoiBroadcast(u8),
-}
-
-/// What delivering a message to one APIC did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Delivery {
-    /// The APIC took the message.
-    pub(crate) accepted: bool,
-    /// The vCPU must be kicked: a newly deliverable interrupt, an NMI, an INIT or a SIPI.
-    pub(crate) kick: bool,
-}
-
-impl Delivery {
-    const KICK: Delivery = Delivery {
-        accepted: true,
-        kick: true,
-    };
-}
+use types::Delivery;
 
 /// One local APIC.
 #[derive(Debug, Clone)]
@@ -721,60 +530,6 @@ impl LocalApic {
         self.nmi_pending
             || self.startup.is_some()
             || (interrupts_enabled && self.pending_vector().is_some())
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Local interrupts (§11.5)
-    // -----------------------------------------------------------------------------------------
-
-    /// Signals the local interrupt source of `lvt` (a LINT0/LINT1 edge, a thermal, performance
-    /// or CMCI event; the timer and error entries are raised internally). Delivered per the
-    /// entry, unless masked: fixed (level triggered only for LINT0/LINT1, which then sets the
-    /// entry's remote IRR until the EOI and ignores raises meanwhile), NMI, INIT (LINT0/LINT1
-    /// only). SMI and ExtINT are ignored (no SMM, no 8259A). Returns whether something was
-    /// delivered.
-    pub fn raise_lvt(&mut self, lvt: Lvt) -> bool {
-        self.fire_lvt(lvt)
-    }
-
-    fn fire_lvt(&mut self, lvt: Lvt) -> bool {
-        let entry = self.lvt(lvt);
-        if self.mode() == ApicMode::Disabled || entry & LVT_MASKED != 0 {
-            return false;
-        }
-        let vector = (entry & LVT_VECTOR) as u8;
-        let delivery = match lvt {
-            Lvt::Timer | Lvt::Error => DeliveryMode::Fixed,
-            _ => DeliveryMode::from_bits(entry >> 8),
-        };
-        match delivery {
-            DeliveryMode::Fixed => {
-                let level = lvt.is_lint() && entry & LVT_LEVEL != 0;
-                if level && entry & LVT_REMOTE_IRR != 0 {
-                    return false;
-                }
-                let accepted = self.accept(vector, level);
-                if accepted && level {
-                    if let Some(e) = self.lvt.get_mut(lvt.index()) {
-                        *e |= LVT_REMOTE_IRR;
-                    }
-                }
-                accepted
-            }
-            DeliveryMode::Nmi => {
-                self.nmi();
-                true
-            }
-            DeliveryMode::Init if lvt.is_lint() => {
-                self.init();
-                true
-            }
-            DeliveryMode::Smi => {
-                self.events.record(ApicEvent::Smi { apic: self.id });
-                false
-            }
-            _ => false,
-        }
     }
 
     // -----------------------------------------------------------------------------------------

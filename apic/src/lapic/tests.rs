@@ -123,7 +123,7 @@ fn reserved_bits_are_ignored_in_xapic_mode() {
         (REG_TPR, 0xFFFF_FFFF, 0xFF),
         (REG_LDR, 0xFFFF_FFFF, 0xFF00_0000),
         (REG_DFR, 0, 0x0FFF_FFFF),
-        (REG_SVR, 0xFFFF_FFFF, 0x11FF),
+        (REG_SVR, 0xFFFF_FFFF, 0x13FF),
         (REG_TIMER_DIVIDE, 0xFFFF_FFFF, 0xB),
         (REG_ICR_HIGH, 0xFFFF_FFFF, 0xFF00_0000),
         (REG_LVT_TIMER, 0xFFFF_FFFF, 0x0007_00FF),
@@ -607,7 +607,14 @@ fn x2apic_msr_interface() {
     // Reserved bits raise #GP instead of being ignored.
     assert_eq!(a.msr_write(0x808, 0x100, 0), Err(Gp));
     assert_eq!(a.msr_write(0x808, 1 << 32, 0), Err(Gp));
-    assert_eq!(a.msr_write(0x80F, 0x2FF, 0), Err(Gp), "focus bit reserved");
+    assert_eq!(a.msr_write(0x80F, 0x4FF, 0), Err(Gp), "bit 10 reserved");
+    assert_eq!(
+        a.msr_write(0x80F, 0x3FF, 0),
+        Ok(Effect::None),
+        "focus bit accepted"
+    );
+    assert_eq!(a.msr_read(0x80F, 0), Ok(0x3FF));
+    a.msr_write(0x80F, 0x1FF, 0).unwrap();
     assert_eq!(a.msr_write(0x83E, 0x4, 0), Err(Gp));
     assert_eq!(a.msr_write(0x832, 1 << 19, 0), Err(Gp));
     assert_eq!(

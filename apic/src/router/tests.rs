@@ -473,6 +473,13 @@ fn timers_tick_and_kick() {
     r.mmio_read(1, u64::from(REG_TIMER_CURRENT), &mut d, 50);
     assert_eq!(r.lapic(1).pending_vector(), Some(0x30));
     assert!(r.take_kicks().is_empty());
+    // A tick done by a vCPU about to enter does not kick that vCPU.
+    for cpu in [0, 2] {
+        w(&mut r, cpu, REG_TIMER_INITIAL, 10);
+    }
+    r.tick_by(2, 100);
+    assert_eq!(r.take_kicks(), vec![0]);
+    assert_eq!(r.lapic(2).pending_vector(), Some(0x30));
 }
 
 #[test]

@@ -150,26 +150,29 @@ impl EmulatedIrqchip {
 
     /// Before `KVM_RUN`: mirror CR8, take an NMI, and pick the interrupt to inject.
     pub fn before_entry(&self, cpu: usize, entry: &mut Entry) {
-        self.with_router(|r, now| {
-            r.tick(now);
-            let lapic = r.lapic_mut(cpu);
-            if entry.cr8_changed {
-                lapic.set_cr8(entry.cr8);
-            }
-            entry.nmi = lapic.take_nmi();
+        let blocked = self.with_router(|r, now| {
+            r.tick_by(cpu, now);
+            entry.nmi = r.lapic_mut(cpu).take_nmi();
             if entry.interruptible {
                 entry.inject = r.take_interrupt(cpu);
             }
             let lapic = r.lapic(cpu);
             entry.want_window = !entry.interruptible && lapic.pending_vector().is_some();
             entry.cr8 = lapic.cr8();
+            entry.want_window || masked_by_tpr(lapic)
         });
-        if entry.want_window {
-            // The interrupt-window exit is unreliable on some hosts: also poll soon.
+        if blocked {
+            // The interrupt-window exit is unreliable on some hosts, and lowering CR8 does not
+            // exit on every host: poll soon while an interrupt is held back.
             if let Some(t) = self.timer.get() {
                 t.poll_soon(cpu);
             }
         }
+    }
+
+    /// The guest wrote CR8: TPR[7:4] follows it.
+    pub fn guest_cr8(&self, cpu: usize, cr8: u64) {
+        self.with_router(|r, _| r.lapic_mut(cpu).set_cr8(cr8));
     }
 
     /// A pending INIT or SIPI, taken.
@@ -199,10 +202,20 @@ impl EmulatedIrqchip {
         }
     }
 
-    /// Whether `cpu` has an interrupt waiting for the guest to enable interrupts.
+    /// Whether `cpu` has an interrupt waiting for the guest to enable interrupts or lower CR8.
     pub(crate) fn interrupt_waiting(&self, cpu: usize) -> bool {
-        self.lock().lapic(cpu).pending_vector().is_some()
+        let r = self.lock();
+        let lapic = r.lapic(cpu);
+        lapic.pending_vector().is_some() || masked_by_tpr(lapic)
     }
+}
+
+/// Whether an interrupt in the IRR is held back only by the task priority (which the guest may
+/// lower with `mov %reg,%cr8` without an exit).
+fn masked_by_tpr(lapic: &apic::LocalApic) -> bool {
+    let class = |v: Option<u8>| v.map_or(0, |v| v >> 4);
+    let irr = lapic.irr().highest();
+    irr.is_some() && lapic.pending_vector().is_none() && class(irr) > class(lapic.isr().highest())
 }
 
 /// Devices raise IOAPIC lines through the router.
