@@ -16,6 +16,27 @@ const GUESTS: &[(&str, &[&str])] = &[
     ("smp", &["common", "smp", "mptable", "lapic", "trampoline"]),
     ("fault", &["common", "fault"]),
     ("spin", &["common", "spin"]),
+    (
+        "apic-conformance",
+        &[
+            "common",
+            "apic_conformance",
+            "apic_conf_cpu",
+            "apic_conf_local",
+            "apic_conf_smp",
+            "apic_conf_timer",
+            "apic_conf_ioapic",
+            "apic_conf_x2apic",
+            "mptable",
+            "lapic",
+            "trampoline",
+        ],
+    ),
+    ("ipi-bench", &["common", "ipi_bench", "lapic", "trampoline"]),
+    (
+        "xcall-lab",
+        &["common", "xcall_lab", "mptable", "lapic", "trampoline"],
+    ),
 ];
 
 fn main() {

@@ -17,7 +17,7 @@
  * reset_state         Before any setup (BSP: power-up; APs: after INIT):
  *                     TPR, PPR, LDR, timer counts and divide 0; DFR all 1s;
  *                     SVR 0xFF; every LVT 0x00010000, i.e. only the mask bit
- *                     set (SDM 10.4.7.1, 10.12.5.1), on every CPU.
+ *                     set (SDM 10.4.7.1, 10.4.7.3, 10.12.5.1), on every CPU.
  * readonly_registers  Writes to the version, PPR, ISR, TMR, IRR and
  *                     current-count registers change nothing and deliver
  *                     nothing (SDM 10.4.1 table 10-1: read only).
@@ -385,6 +385,7 @@ FUNCTION(check_ppr_rule)
     xor     %ebx, %ebx
     lea     hook_rec(%rip), %r12
     lea     ppr_cases(%rip), %r13
+    EXPECT_EQ 40(%r12), $1, "ISR bit of 0x65 inside its handler"
 1:  cmp     $PPR_CASES, %ebx
     jae     2f
     mov     (%r13,%rbx,8), %eax
@@ -395,9 +396,8 @@ FUNCTION(check_ppr_rule)
     inc     %ebx
     jmp     1b
 2:  movq    $-1, fail_arg(%rip)
-    EXPECT_EQ 5 * 8(%r12), $1, "ISR bit of 0x65 inside its handler"
-    EXPECT_EQ 6 * 8(%r12), $0, "PPR after EOI with TPR 0"
-    EXPECT_EQ 7 * 8(%r12), $0, "ISR bit of 0x65 after EOI"
+    EXPECT_EQ 48(%r12), $0, "PPR after EOI with TPR 0"
+    EXPECT_EQ 56(%r12), $0, "ISR bit of 0x65 after EOI"
     CHECK_PASS
 END(check_ppr_rule)
 
@@ -541,9 +541,9 @@ FUNCTION(check_early_eoi)
     cli
     lea     hook_rec(%rip), %rbx
     EXPECT_EQ 0(%rbx), $0, "ISR bit of 0x71 right after the early EOI"
-    EXPECT_EQ 3 * 8(%rbx), $0, "RFLAGS.IF in the handler"
-    EXPECT_EQ 1 * 8(%rbx), $1, "deliveries of 0x71 while the handler spun with IF=0 after EOI"
-    EXPECT_EQ 2 * 8(%rbx), $1, "IRR bit of the 0x71 sent inside the handler (pending)"
+    EXPECT_EQ 24(%rbx), $0, "RFLAGS.IF in the handler"
+    EXPECT_EQ 8(%rbx), $1, "deliveries of 0x71 while the handler spun with IF=0 after EOI"
+    EXPECT_EQ 16(%rbx), $1, "IRR bit of the 0x71 sent inside the handler (pending)"
     EXPECT_EQ COUNT(VEC_EARLY_EOI), $2, "deliveries of 0x71 (the pending one exactly once after iretq)"
     EXPECT_LOG early_eoi_expected, 3, "delivery log (2 = first handler returning), position"
     mov     $APIC_IRR, %edi

@@ -3,8 +3,10 @@
  * the check runner and its reporting.
  *
  * The guest checks the local APIC and IOAPIC against the Intel SDM (Vol. 3,
- * "Advanced Programmable Interrupt Controller") and the 82093AA IOAPIC
- * datasheet. It prints exactly one line per check on COM1:
+ * "Advanced Programmable Interrupt Controller"; section numbers in these
+ * files are chapter 10 as in the SDM editions up to 2022, chapter 11 in
+ * later ones) and the 82093AA IOAPIC datasheet. It prints exactly one line
+ * per check on COM1:
  *
  *     PASS name
  *     FAIL name: detail          (detail: what, expected value, value read)
@@ -45,7 +47,8 @@
  * Command line (boot info): "checks=a,b,c" runs only the named checks.
  *
  * Every CPU's per-CPU block (apic_conformance.h, PC_*) is at GS.base; the
- * BSP is the only CPU that runs checks, the APs idle in `hlt` and run
+ * BSP is the only CPU that runs checks, the APs (the first MAX_TEST_CPUS
+ * processors of the MP table; slot = MP table index) idle in `hlt` and run
  * commands the BSP posts (apic_conf_cpu.S). Between checks the runner
  * restores a known state (cleanup_check) and zeroes every counter
  * (prepare_check), so a failed check cannot disturb the next one.
@@ -55,7 +58,10 @@
     .text
     .code64
 
-/* guest_main(boot_info = %rdi) -> %eax: exit status (failures, or 255). */
+/*
+ * guest_main(boot_info = %rdi): sets up, runs the checks, prints the summary
+ * and exits with the number of failures (255 if setup fails). Never returns.
+ */
 FUNCTION(guest_main)
     push    %rbp
     mov     %rsp, %rbp
@@ -114,10 +120,8 @@ FUNCTION(guest_main)
 8:  lea     msg_bad_boot_info(%rip), %rdi
     call    serial_puts
     mov     $255, %eax
-9:  pop     %r12
-    pop     %rbx
-    pop     %rbp
-    ret
+9:  mov     %eax, %edi
+    call    conformance_exit
 END(guest_main)
 
 /* mask_legacy_pic(): masks every 8259 line so ISA IRQs only come through the IOAPIC. */

@@ -78,7 +78,7 @@
 #define DFR_FLAT            0xffffffff
 #define DFR_CLUSTER         0x0fffffff
 #define DCR_DIV1            0x0b
-#define DCR_DIV4            0x01
+#define DCR_DIV16           0x03
 
 /* CPUID.1:ECX feature bits. */
 #define CPUID1_ECX_X2APIC   (1 << 21)
@@ -175,15 +175,19 @@
 
 /*
  * Waits, in TSC ticks (this host's TSC runs at about 2.6 GHz; a faster one only
- * shortens them). WAIT bounds a wait for something that must happen; SETTLE is
- * how long a check lets stray or late deliveries show before counting.
+ * shortens them). WAIT bounds a wait for something that must happen (long, as a
+ * vCPU of a loaded host can be preempted for a while; only a failing check
+ * waits that long); SETTLE is how long a check lets stray or late deliveries
+ * show before counting.
  */
-#define WAIT_TICKS          1000000000
+#define WAIT_TICKS          2000000000
 #define SETTLE_TICKS        2000000
-#define TIMER_ONESHOT_COUNT 1000000     /* with divide by 4: 4 ms at a 1 GHz APIC clock */
+#define TIMER_ONESHOT_COUNT 1000000     /* with divide by 16: 16 ms at a 1 GHz APIC clock */
+#define TIMER_LONG_COUNT    0xfffffff0  /* with divide by 16: about a minute at 1 GHz */
 #define TIMER_PERIOD_COUNT  500000      /* with divide by 1: 0.5 ms at 1 GHz */
 #define TIMER_PERIODS       3
-#define DEADLINE_TICKS      2000000     /* TSC-deadline distance, about 0.8 ms */
+#define DEADLINE_TICKS      20000000    /* TSC-deadline distance, about 8 ms */
+#define TSC_FAR_AHEAD       0x10000000000 /* a TSC-deadline distance of minutes */
 
 /*
  * Check functions: CHECK_ENTER builds the frame every check uses (rbp, then

@@ -23,6 +23,7 @@
 #define BI_MEM_SIZE         16
 #define BI_CMDLINE_ADDR     24
 #define BI_CMDLINE_LEN      32
+#define BI_TSC_KHZ          40          /* u32, 0 if unknown */
 
 /* 16550 UART (COM1). */
 #define COM1_THR            0x3f8

@@ -198,6 +198,21 @@ FUNCTION(start_ap)
     call    exit_guest
 END(start_ap)
 
+/*
+ * ap_main(): prints "cpu N online" (N = its APIC ID), then counts itself in
+ * and halts for good. Printing first means the BSP, which waits for the
+ * count, never prints its summary before an AP's line.
+ */
+FUNCTION(ap_main)
+    push    %rbp
+    mov     %rsp, %rbp
+    call    lapic_id
+    mov     %eax, %edi
+    call    print_cpu_online
+    lock incl cpus_online(%rip)
+    call    halt_forever
+END(ap_main)
+
 /* print_cpu_online(apic_id = %edi): prints "cpu N online" under the serial lock. */
 FUNCTION(print_cpu_online)
     push    %rbp

@@ -7,8 +7,9 @@
  * CR3/EFER/CR0 values the BSP stored in tramp_cr3/tramp_efer/tramp_cr0 (so it
  * reuses the VMM's identity page tables), far-jumps to 64-bit code at
  * ap_long_mode_entry, takes the stack the BSP put in tramp_stack_top and
- * calls ap_main, which checks in and halts. APs are started one at a time,
- * so the tramp_* variables are reused for each.
+ * calls ap_main, which each guest that starts APs defines (smp.S: check in
+ * and halt). APs are started one at a time, so the tramp_* variables are
+ * reused for each.
  */
 #include "common.h"
 
@@ -91,18 +92,3 @@ FUNCTION(ap_long_mode_entry)
     call    ap_main
     call    halt_forever
 END(ap_long_mode_entry)
-
-/*
- * ap_main(): prints "cpu N online" (N = its APIC ID), then counts itself in
- * and halts for good. Printing first means the BSP, which waits for the
- * count, never prints its summary before an AP's line.
- */
-FUNCTION(ap_main)
-    push    %rbp
-    mov     %rsp, %rbp
-    call    lapic_id
-    mov     %eax, %edi
-    call    print_cpu_online
-    lock incl cpus_online(%rip)
-    call    halt_forever
-END(ap_main)

@@ -13,6 +13,16 @@
 //! `smp` exit statuses: 0 all CPUs online, 1 some AP did not check in, 2 bad boot-info magic,
 //! 3 MP table missing/invalid or disagreeing with `boot_info.cpu_count`, 4 an IPI stayed
 //! undelivered (ICR busy), 5 the serial lock timed out. `fault` and `spin` never exit 0.
+//! `apic-conformance` exits with its number of failed checks (at most 255), 255 also when
+//! an unexpected exception or a missing MP table stops it.
+//! `ipi-bench` exit statuses: 0 measured, 2 bad boot-info magic, 3 bad `iters=`, 4 an IPI to
+//! start the AP stayed undelivered, 6 fewer than 2 vCPUs, 7 the AP did not come online, 8 a
+//! round timed out (watchdog), 9 an unexpected exception or interrupt.
+//! `xcall-lab` exit statuses: 0 every cross-call variant had its expected outcome (`mutual`
+//! and `recursion-irqs-off` hang, caught by the guest's deadman; the rest complete), 1 some
+//! did not, 2 bad boot-info magic, 3 bad command line, 4 an IPI to start an AP stayed
+//! undelivered, 6 fewer than 2 or more than 16 vCPUs, 7 an AP did not come online, 8 MP table
+//! unusable, 9 an unexpected exception or interrupt.
 
 /// One built-in guest.
 #[derive(Debug)]
@@ -35,7 +45,7 @@ macro_rules! image {
     };
 }
 
-static GUESTS: [Guest; 4] = [
+static GUESTS: [Guest; 7] = [
     Guest {
         name: "hello",
         description: "prints `hello from hvtrace guest` on the serial port and exits 0",
@@ -59,6 +69,28 @@ static GUESTS: [Guest; 4] = [
         description: "prints one line, then loops forever with interrupts disabled \
                       (deliberately never ends; for testing --timeout)",
         image: image!("spin"),
+    },
+    Guest {
+        name: "apic-conformance",
+        description: "checks the local APIC and IOAPIC against the Intel SDM, one \
+                      `PASS|FAIL|SKIP name` line per check (`checks=a,b` on the command \
+                      line runs a subset); exits with the number of failures",
+        image: image!("apic-conformance"),
+    },
+    Guest {
+        name: "ipi-bench",
+        description: "2+ vCPUs: times IPI round trips between two halted vCPUs and IOAPIC \
+                      interrupt latency into a halted vCPU; prints `ipi-bench: <what>_ns \
+                      median=.. p99=.. min=.. n=..` (`iters=N`, `irq=0` on the command line)",
+        image: image!("ipi-bench"),
+    },
+    Guest {
+        name: "xcall-lab",
+        description: "2-16 vCPUs: a DTrace-style cross call (one IPI vector, acks, TSC \
+                      deadman) in the variants of the xcall story (EOI early/late, caller \
+                      IF on/off, mutual, recursion, timer); one `xcall-lab: NAME: ok|HANG \
+                      ...` line each (`variant=a,b`, `calls=N`, `deadman_ms=N`)",
+        image: image!("xcall-lab"),
     },
 ];
 

@@ -42,6 +42,130 @@ fn own_functions(name: &str) -> &'static [&'static str] {
         ],
         "fault" => &["do_fault"],
         "spin" => &["spin_forever"],
+        "apic-conformance" => &[
+            "run_checks",
+            "check_selected",
+            "parse_cmdline",
+            "print_hex",
+            "check_return",
+            "check_fail_cmp",
+            "idt_init",
+            "exception_stubs",
+            "exception_common",
+            "nmi_entry",
+            "irq_stubs",
+            "irq_common",
+            "irq_dispatch",
+            "lapic_read",
+            "lapic_write",
+            "lapic_eoi",
+            "ipi_send",
+            "ipi_self",
+            "ioapic_read",
+            "ioapic_write",
+            "ioapic_eoi",
+            "irq_line",
+            "start_all_aps",
+            "ap_main",
+            "ap_idle",
+            "ap_command",
+            "trampoline_start",
+            "ap_long_mode_entry",
+            "mp_parse",
+            "apic_send_ipi",
+            "cleanup_check",
+            "check_interrupt_return",
+            "check_early_eoi",
+            "early_eoi_hook",
+            "check_nested_interrupts",
+            "check_icr_shorthands",
+            "check_lowest_priority",
+            "check_timer_oneshot",
+            "check_timer_tsc_deadline",
+            "check_ioapic_level",
+            "ioapic_level_hook",
+            "check_directed_eoi",
+            "check_esr_illegal_vector",
+            "check_x2apic_switch",
+            "conformance_exit",
+        ],
+        "ipi-bench" => &[
+            "parse_cmdline",
+            "match_word",
+            "parse_uint",
+            "print_header",
+            "print_fail",
+            "pic_mask",
+            "idt_init",
+            "set_gate",
+            "start_bench_ap",
+            "ap_main",
+            "ap_serve",
+            "watchdog_start",
+            "watchdog_stop",
+            "bench_ipi_roundtrip",
+            "bench_irq_latency",
+            "ioapic_write",
+            "report",
+            "print_stats",
+            "print_scaled",
+            "sort_samples",
+            "ping_interrupt",
+            "pong_interrupt",
+            "irq_interrupt",
+            "watchdog_interrupt",
+            "spurious_interrupt",
+            "unexpected_interrupt",
+            "exception_stubs",
+            "exception_entry",
+            "unexpected_event",
+            "exit_quietly",
+            "lapic_id",
+            "lapic_enable",
+            "apic_send_ipi",
+            "delay",
+            "wait_for_online",
+            "trampoline_start",
+            "ap_long_mode_entry",
+        ],
+        "xcall-lab" => &[
+            "xcall_lab_main",
+            "xcall_lab_exit",
+            "parse_cmdline",
+            "parse_variants",
+            "map_cpus",
+            "start_aps",
+            "ap_main",
+            "ap_idle",
+            "post_cmd",
+            "wait_until_set",
+            "xcall",
+            "xcall_send",
+            "xcall_wait",
+            "deadman_expired",
+            "xcall_serve",
+            "xcall_ack",
+            "xcall_func_count",
+            "xcall_func_recurse",
+            "xcall_and_record",
+            "xcall_handler",
+            "timer_handler",
+            "kick_handler",
+            "lapic_eoi",
+            "variant_single",
+            "variant_rotate",
+            "variant_mutual",
+            "variant_timer",
+            "cmd_mutual_side",
+            "drain_all",
+            "judge_variant",
+            "report_variant",
+            "print_summary",
+            "mp_parse",
+            "apic_send_ipi",
+            "trampoline_start",
+            "ap_long_mode_entry",
+        ],
         other => panic!("no expected symbols for guest {other}"),
     }
 }
@@ -169,10 +293,12 @@ fn segments_stay_in_guest_memory() {
             );
         }
         let uses_low = segments.iter().any(|l| l.paddr < 0x10_0000);
+        let starts_aps = symbols(g.image)
+            .iter()
+            .any(|s| s.name == "trampoline_start");
         assert_eq!(
-            uses_low,
-            g.name == "smp",
-            "{}: only smp uses low memory",
+            uses_low, starts_aps,
+            "{}: only the guests that start APs use low memory (the trampoline)",
             g.name
         );
     }
@@ -194,11 +320,13 @@ fn symbol_tables_name_every_function() {
 
 #[test]
 fn smp_trampoline_sits_at_sipi_vector_8() {
-    let smp = find("smp").expect("smp");
-    let syms = symbols(smp.image);
-    let tramp = syms.iter().find(|s| s.name == "trampoline_start").unwrap();
-    assert_eq!(tramp.value, 0x8000);
-    assert!(loads(smp.image).iter().any(|l| l.paddr == 0x8000));
+    for name in ["smp", "apic-conformance", "ipi-bench", "xcall-lab"] {
+        let g = find(name).expect(name);
+        let syms = symbols(g.image);
+        let tramp = syms.iter().find(|s| s.name == "trampoline_start").unwrap();
+        assert_eq!(tramp.value, 0x8000, "{name}");
+        assert!(loads(g.image).iter().any(|l| l.paddr == 0x8000), "{name}");
+    }
 }
 
 #[test]
@@ -206,7 +334,15 @@ fn names_are_unique_and_find_works() {
     let guests = all();
     assert_eq!(
         guests.iter().map(|g| g.name).collect::<Vec<_>>(),
-        ["hello", "smp", "fault", "spin"]
+        [
+            "hello",
+            "smp",
+            "fault",
+            "spin",
+            "apic-conformance",
+            "ipi-bench",
+            "xcall-lab"
+        ]
     );
     for (i, g) in guests.iter().enumerate() {
         assert!(

@@ -6,6 +6,8 @@
 //! the line there too; `.ci/run` fails the build if that file is not empty on a machine that
 //! has `/dev/kvm`.
 
+pub mod ipi_bench;
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -45,25 +47,46 @@ pub fn report_skip(line: &str) {
 
 /// Path of the `hvtrace` binary built alongside the tests (target/<profile>/hvtrace).
 pub fn hvtrace_path() -> PathBuf {
+    let (profile_dir, bin) = hvtrace_location();
+    if !bin.exists() {
+        build_hvtrace(&profile_dir);
+    }
+    bin
+}
+
+/// Like [`hvtrace_path`], but always runs `cargo build` for `hvtrace` first (a no-op when it is
+/// up to date). For benchmarks: `cargo bench -p tests` rebuilds only the `tests` package, so an
+/// `hvtrace` left in `target/release` by an older build would otherwise be measured.
+pub fn fresh_hvtrace_path() -> PathBuf {
+    let (profile_dir, bin) = hvtrace_location();
+    build_hvtrace(&profile_dir);
+    bin
+}
+
+/// (target/<profile>, target/<profile>/hvtrace) for the running test executable.
+fn hvtrace_location() -> (PathBuf, PathBuf) {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/hvtrace
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .expect("target/<profile> directory");
+        .expect("target/<profile> directory")
+        .to_path_buf();
     let bin = profile_dir.join("hvtrace");
-    if !bin.exists() {
-        let mut args = vec!["build", "-p", "vmm", "--bin", "hvtrace"];
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            args.push("--release");
-        }
-        let status = Command::new(env!("CARGO"))
-            .args(args)
-            .status()
-            .expect("run cargo build for hvtrace");
-        assert!(status.success(), "building hvtrace failed");
+    (profile_dir, bin)
+}
+
+/// Builds `hvtrace` into `profile_dir` (release when that is `target/release`).
+fn build_hvtrace(profile_dir: &std::path::Path) {
+    let mut args = vec!["build", "-p", "vmm", "--bin", "hvtrace"];
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        args.push("--release");
     }
-    bin
+    let status = Command::new(env!("CARGO"))
+        .args(args)
+        .status()
+        .expect("run cargo build for hvtrace");
+    assert!(status.success(), "building hvtrace failed");
 }
 
 /// What a finished `hvtrace` run produced.

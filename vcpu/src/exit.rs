@@ -257,4 +257,9 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn mmio_write(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String>;
     /// The vCPU stopped for good; called once, before the thread leaves its loop.
     fn fatal(&self, report: FatalReport);
+    /// Checked after every handled exit: when true the vCPU does not re-enter the guest and
+    /// leaves its loop (the VM is ending, e.g. the guest wrote its exit status).
+    fn vm_ending(&self) -> bool {
+        false
+    }
 }

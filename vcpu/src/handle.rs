@@ -126,19 +126,12 @@ impl VcpuHandle {
     /// Lets the vCPU run guest code: withdraws one pause request (the initial one, or one
     /// taken with [`VcpuHandle::request_pause`]).
     pub fn resume(&self) {
-        let mut ctl = self.shared.lock();
-        ctl.pauses = ctl.pauses.saturating_sub(1);
-        self.shared.changed.notify_all();
+        self.shared.remove_pause();
     }
 
     /// Adds a pause request and kicks the vCPU out of `KVM_RUN`; does not wait.
     pub fn request_pause(&self) {
-        let mut ctl = self.shared.lock();
-        ctl.pauses = ctl.pauses.saturating_add(1);
-        if let Some(target) = &ctl.kick_target {
-            kick(target);
-        }
-        self.shared.changed.notify_all();
+        self.shared.add_pause(false);
     }
 
     /// Waits until the vCPU is parked (or has exited) and returns its snapshot, or reports it

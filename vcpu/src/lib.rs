@@ -11,9 +11,12 @@ pub mod error;
 pub mod exit;
 pub mod handle;
 pub mod kick;
+#[cfg(all(loom, test))]
+mod loom_model;
 mod realmode;
 mod runner;
 pub mod state;
+mod sync;
 pub mod world;
 
 pub use error::VcpuError;

@@ -153,16 +153,7 @@ impl Runner {
             // Clear before reading the request: a kick after this point either is seen in the
             // request below or leaves immediate_exit set for the KVM_RUN that follows.
             self.set_immediate_exit(0);
-            let request = {
-                let mut ctl = self.shared.lock();
-                let request = ctl.request();
-                if request == Request::Run && ctl.state != RunState::Running {
-                    ctl.state = RunState::Running;
-                    self.shared.changed.notify_all();
-                }
-                request
-            };
-            match request {
+            match self.shared.checkpoint() {
                 Request::Run => {}
                 Request::Pause => {
                     self.park();
@@ -170,9 +161,7 @@ impl Runner {
                 }
                 Request::Exit => {
                     self.complete_pending_exit();
-                    let mut ctl = self.shared.lock();
-                    ctl.state = RunState::Exiting;
-                    self.shared.changed.notify_all();
+                    self.shared.set_state(RunState::Exiting);
                     return;
                 }
             }
@@ -192,6 +181,11 @@ impl Runner {
                 self.handler.fatal(report);
                 return;
             }
+            if self.handler.vm_ending() {
+                self.complete_pending_exit();
+                self.shared.set_state(RunState::Exiting);
+                return;
+            }
         }
     }
 
@@ -199,16 +193,7 @@ impl Runner {
     fn park(&mut self) {
         self.complete_pending_exit();
         let snapshot = self.snapshot();
-        let shared = Arc::clone(&self.shared);
-        let mut ctl = shared.lock();
-        ctl.state = RunState::Paused;
-        ctl.snapshot = snapshot;
-        shared.changed.notify_all();
-        while ctl.request() == Request::Pause {
-            ctl = shared.changed.wait(ctl).unwrap_or_else(|p| p.into_inner());
-        }
-        ctl.state = RunState::Running;
-        shared.changed.notify_all();
+        self.shared.park(snapshot);
     }
 
     /// User-space APIC work before `KVM_RUN`: INIT/SIPI, halts, CR8 and injection.

@@ -12,12 +12,13 @@
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::kvm_run;
 
 use crate::exit::{ExitKind, GuestWait};
+use crate::kick::kick;
+use crate::sync::{Condvar, Mutex, MutexGuard};
 
 /// Where a vCPU thread is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +150,69 @@ impl Shared {
     /// meaningful after a panic, which is reported separately).
     pub fn lock(&self) -> MutexGuard<'_, Control> {
         self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// vCPU side, before each `KVM_RUN`: the current request; moves the state to `Running` when
+    /// the request is `Run`.
+    pub fn checkpoint(&self) -> Request {
+        let mut ctl = self.lock();
+        let request = ctl.request();
+        if request == Request::Run && ctl.state != RunState::Running {
+            ctl.state = RunState::Running;
+            self.changed.notify_all();
+        }
+        request
+    }
+
+    /// vCPU side: parks in `Paused` (publishing `snapshot`) until no pause request is left.
+    pub fn park(&self, snapshot: Snapshot) {
+        let mut ctl = self.lock();
+        ctl.state = RunState::Paused;
+        ctl.snapshot = snapshot;
+        self.changed.notify_all();
+        while ctl.request() == Request::Pause {
+            ctl = self.changed.wait(ctl).unwrap_or_else(|p| p.into_inner());
+        }
+        ctl.state = RunState::Running;
+        self.changed.notify_all();
+    }
+
+    /// vCPU side: leaving the loop for good.
+    pub fn set_state(&self, state: RunState) {
+        self.lock().state = state;
+        self.changed.notify_all();
+    }
+
+    /// Initiator side: adds a pause request and, unless `own_thread`, kicks the vCPU out of
+    /// `KVM_RUN` if it is running there.
+    pub fn add_pause(&self, own_thread: bool) {
+        let mut ctl = self.lock();
+        ctl.pauses = ctl.pauses.saturating_add(1);
+        if !own_thread && ctl.state == RunState::Running {
+            if let Some(target) = &ctl.kick_target {
+                kick(target);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Initiator side: withdraws one pause request.
+    pub fn remove_pause(&self) {
+        let mut ctl = self.lock();
+        ctl.pauses = ctl.pauses.saturating_sub(1);
+        self.changed.notify_all();
+    }
+
+    /// Initiator side, when the initiator is this vCPU's own thread: marks it as waiting inside
+    /// a stop (`entering`) or done waiting.
+    pub fn mark_in_stop(&self, entering: bool) {
+        let mut ctl = self.lock();
+        ctl.in_stop = if entering {
+            ctl.in_stop.saturating_add(1)
+        } else {
+            ctl.in_stop.saturating_sub(1)
+        };
+        self.changed.notify_all();
     }
 
     /// Waits until `done` holds or `timeout` passes; returns whether it holds.

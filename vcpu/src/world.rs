@@ -23,12 +23,18 @@ use std::time::{Duration, Instant};
 
 use crate::error::VcpuError;
 use crate::handle::VcpuHandle;
-use crate::kick::kick;
-use crate::state::{RunState, Shared};
+use crate::state::Shared;
 
-thread_local! {
+#[cfg(not(loom))]
+std::thread_local! {
     /// The vCPU whose thread this is, if any (set by the vCPU thread at start).
     static CURRENT_VCPU: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
+}
+
+// loom's thread_local! has no `const` initialiser form.
+#[cfg(loom)]
+loom::thread_local! {
+    static CURRENT_VCPU: Cell<*const Shared> = Cell::new(std::ptr::null());
 }
 
 /// Marks the calling thread as the thread of `shared`'s vCPU.
@@ -60,6 +66,12 @@ impl World {
         }
     }
 
+    /// A world over raw shared states (the loom model builds one without KVM).
+    #[cfg(loom)]
+    pub(crate) fn from_shared(vcpus: Vec<Arc<Shared>>) -> Self {
+        World { vcpus }
+    }
+
     /// Number of vCPUs.
     pub fn len(&self) -> usize {
         self.vcpus.len()
@@ -76,18 +88,10 @@ impl World {
     pub fn stop(&self, bound: Duration) -> Result<StopGuard<'_>, VcpuError> {
         let me = self.vcpus.iter().find(|v| is_current(v));
         if let Some(me) = me {
-            me.lock().in_stop += 1;
-            me.changed.notify_all();
+            me.mark_in_stop(true);
         }
         for v in &self.vcpus {
-            let mut ctl = v.lock();
-            ctl.pauses = ctl.pauses.saturating_add(1);
-            if !is_current(v) && ctl.state == RunState::Running {
-                if let Some(target) = &ctl.kick_target {
-                    kick(target);
-                }
-            }
-            v.changed.notify_all();
+            v.add_pause(is_current(v));
         }
         let guard = StopGuard { world: self };
         let start = Instant::now();
@@ -107,8 +111,7 @@ impl World {
             }
         }
         if let Some(me) = me {
-            let mut ctl = me.lock();
-            ctl.in_stop = ctl.in_stop.saturating_sub(1);
+            me.mark_in_stop(false);
         }
         // On failure the guard's drop withdraws the pause requests again.
         result.map(|()| guard)
@@ -148,9 +151,7 @@ impl World {
 impl Drop for StopGuard<'_> {
     fn drop(&mut self) {
         for v in &self.world.vcpus {
-            let mut ctl = v.lock();
-            ctl.pauses = ctl.pauses.saturating_sub(1);
-            v.changed.notify_all();
+            v.remove_pause();
         }
     }
 }

@@ -157,4 +157,8 @@ impl ExitHandler for Dispatcher {
     fn fatal(&self, report: FatalReport) {
         self.end.finish(Ending::Fatal(report));
     }
+
+    fn vm_ending(&self) -> bool {
+        self.end.is_finished()
+    }
 }

@@ -1,6 +1,7 @@
 //! How a run ends, and the rendezvous where the first ending wins.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,16 +122,24 @@ pub(crate) enum Ending {
 pub(crate) struct EndSignal {
     ending: Mutex<Option<Ending>>,
     changed: Condvar,
+    /// Set once any ending was recorded (read on every exit, so lock-free).
+    finished: AtomicBool,
 }
 
 impl EndSignal {
     /// Records `ending` unless another came first.
     pub fn finish(&self, ending: Ending) {
         let mut slot = self.ending.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
+        if slot.is_none() && !self.finished.load(Ordering::SeqCst) {
             *slot = Some(ending);
+            self.finished.store(true, Ordering::SeqCst);
             self.changed.notify_all();
         }
+    }
+
+    /// Whether the run has ended (a guest exit or a fatal exit was recorded).
+    pub fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
     }
 
     /// Waits for an ending until `timeout` (forever when `None`).
