@@ -923,7 +923,7 @@ END(unexpected_event)
 
 /*
  * exit_quietly(status = %edi): exit_guest with this CPU's IDT limit 0 first.
- * The VMM lets a vCPU run on briefly after the exit-port write, and
+ * Should the vCPU run on after the exit-port write (hvtrace once let it),
  * exit_guest's fallback `ud2` would otherwise reach our #UD handler and print
  * a spurious FAIL; without an IDT it triple-faults, as in every other guest.
  * Never returns.

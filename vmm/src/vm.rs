@@ -9,7 +9,7 @@ use kvm_bindings::{
 use kvm_ioctls::{Cap, Kvm, VcpuFd, VmFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
-use vcpu::VcpuHandle;
+use vcpu::{VcpuHandle, World};
 
 use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
 use crate::cpuid::{patch_for_emulated_apic, patch_for_vcpu};
@@ -182,6 +182,12 @@ impl Vm {
             _vm: vm,
             memory,
         })
+    }
+
+    /// Every vCPU of this VM, for stop-the-world (`World::stop`) and `World::sync` from any
+    /// thread. It stays valid after the run: exited vCPUs count as stopped.
+    pub fn world(&self) -> World {
+        World::new(&self.vcpus)
     }
 
     /// Runs the VM until the guest exits, a vCPU faults, or the timeout expires.

@@ -1,0 +1,168 @@
+//! End-to-end: stop-the-world through KVM on running built-in guests, from threads outside the
+//! VM, while the guest is busy cross-calling itself and while it is deadlocked with interrupts
+//! disabled (the case where an in-guest cross call can only time out).
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tests::kvm_or_skip;
+use vmm::{Image, IrqChipMode, Outcome, Vm, VmConfig};
+
+const BOUND: Duration = Duration::from_secs(2);
+
+/// Serial output kept in memory, readable while the guest runs.
+#[derive(Clone, Default)]
+struct Serial(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Serial {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Serial {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+fn vm(guest_name: &str, cpus: usize, irqchip: IrqChipMode, cmdline: &str) -> (Vm, Serial) {
+    let serial = Serial::default();
+    let g = guest::find(guest_name).expect("built-in guest");
+    let vm = Vm::new(VmConfig {
+        image: Image {
+            name: g.name.into(),
+            bytes: g.image.to_vec(),
+        },
+        cpus,
+        mem: 256 << 20,
+        irqchip,
+        cmdline: cmdline.into(),
+        timeout: Some(Duration::from_secs(120)),
+        serial_out: Box::new(serial.clone()),
+    })
+    .expect("build VM");
+    (vm, serial)
+}
+
+/// Runs xcall-lab while two threads stop and resume the world continuously; the guest must
+/// still finish every variant as expected.
+fn xcall_lab_survives_continuous_stops(irqchip: IrqChipMode) {
+    let (vm, serial) = vm("xcall-lab", 4, irqchip, "variant=all calls=20");
+    let world = vm.world();
+    let done = AtomicBool::new(false);
+    let rounds = AtomicU64::new(0);
+    let outcome = std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    let guard = world
+                        .stop(BOUND)
+                        .unwrap_or_else(|e| panic!("{irqchip}: stop failed: {e}"));
+                    rounds.fetch_add(1, Ordering::SeqCst);
+                    drop(guard);
+                    // Let the guest run between stops (its deadman counts TSC time).
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            });
+        }
+        let outcome = vm.run().expect("run");
+        done.store(true, Ordering::SeqCst);
+        outcome
+    });
+    let text = serial.text();
+    assert!(
+        matches!(outcome, Outcome::GuestExit(0)),
+        "{irqchip}: {outcome:?}\n{text}"
+    );
+    assert!(
+        text.contains("every variant as expected"),
+        "{irqchip}: {text}"
+    );
+    let rounds = rounds.load(Ordering::SeqCst);
+    assert!(
+        rounds >= 100,
+        "{irqchip}: only {rounds} stops during the run"
+    );
+    eprintln!("{irqchip}: {rounds} stop/resume rounds while xcall-lab ran");
+}
+
+#[test]
+fn xcall_lab_completes_under_continuous_stop_the_world_emulated() {
+    if !kvm_or_skip("xcall_lab_completes_under_continuous_stop_the_world_emulated") {
+        return;
+    }
+    xcall_lab_survives_continuous_stops(IrqChipMode::Emulated);
+}
+
+#[test]
+fn xcall_lab_completes_under_continuous_stop_the_world_kvm() {
+    if !kvm_or_skip("xcall_lab_completes_under_continuous_stop_the_world_kvm") {
+        return;
+    }
+    xcall_lab_survives_continuous_stops(IrqChipMode::Kvm);
+}
+
+/// While two vCPUs are deadlocked cross-calling each other with interrupts disabled, the VMM
+/// still stops and resumes every vCPU; the guest's own deadman later reports the hang.
+fn stops_a_deadlocked_guest(irqchip: IrqChipMode) {
+    let (vm, serial) = vm("xcall-lab", 4, irqchip, "variant=mutual deadman_ms=2000");
+    let world = vm.world();
+    let outcome = std::thread::scope(|s| {
+        let runner = s.spawn(|| vm.run().expect("run"));
+        // Wait for the guest to start the variant (its banner line), then stop it repeatedly
+        // while the deadlock lasts.
+        let start = Instant::now();
+        while !serial.text().contains("xcall-lab: cpus=") {
+            assert!(start.elapsed() < Duration::from_secs(30), "no banner");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut worst = Duration::ZERO;
+        let hang = Instant::now();
+        let mut rounds = 0;
+        while hang.elapsed() < Duration::from_millis(1000) {
+            let t = Instant::now();
+            let guard = world
+                .stop(BOUND)
+                .unwrap_or_else(|e| panic!("{irqchip}: stop during the deadlock failed: {e}"));
+            worst = worst.max(t.elapsed());
+            rounds += 1;
+            drop(guard);
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        assert!(rounds >= 50, "{irqchip}: only {rounds} stops");
+        eprintln!("{irqchip}: {rounds} stops of a deadlocked guest, slowest {worst:?}");
+        runner.join().expect("runner thread")
+    });
+    let text = serial.text();
+    assert!(
+        matches!(outcome, Outcome::GuestExit(0)),
+        "{irqchip}: {outcome:?}\n{text}"
+    );
+    assert!(
+        text.contains("mutual: HANG detected by deadman"),
+        "{irqchip}: {text}"
+    );
+}
+
+#[test]
+fn a_guest_deadlocked_with_interrupts_disabled_is_still_stopped_emulated() {
+    if !kvm_or_skip("a_guest_deadlocked_with_interrupts_disabled_is_still_stopped_emulated") {
+        return;
+    }
+    stops_a_deadlocked_guest(IrqChipMode::Emulated);
+}
+
+#[test]
+fn a_guest_deadlocked_with_interrupts_disabled_is_still_stopped_kvm() {
+    if !kvm_or_skip("a_guest_deadlocked_with_interrupts_disabled_is_still_stopped_kvm") {
+        return;
+    }
+    stops_a_deadlocked_guest(IrqChipMode::Kvm);
+}
