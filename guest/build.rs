@@ -15,7 +15,10 @@ const GUESTS: &[(&str, &[&str])] = &[
     ("hello", &["common", "hello"]),
     ("smp", &["common", "smp", "mptable", "lapic", "trampoline"]),
     ("fault", &["common", "fault"]),
-    ("spin", &["common", "spin"]),
+    (
+        "spin",
+        &["common", "spin", "mptable", "lapic", "trampoline"],
+    ),
     (
         "apic-conformance",
         &[

@@ -1,9 +1,57 @@
 /*
- * spin.S: the `spin` guest. Prints one line, then loops forever with
- * interrupts disabled, so the VMM's --timeout can be tested. spin_forever is
- * the one deliberately unbounded loop among the guests.
+ * spin.S: the `spin` guest. Prints one line, then loops forever, so the
+ * VMM's --timeout and its stop/report machinery can be tested; the loops
+ * here are the deliberately unbounded ones among the guests.
+ *
+ * Command line (boot info; words separated by blanks, the last of each kind
+ * wins):
+ *
+ *   cpus=1      only the BSP runs the loop (default)
+ *   cpus=all    the BSP also starts every other processor listed in the MP
+ *               table with INIT-SIPI-SIPI (trampoline.S, one at a time, each
+ *               waited for), and every CPU runs the loop
+ *   mode=busy   cli, then `pause` in a loop (spin_forever; default)
+ *   mode=halt   `sti; hlt` in a loop with interrupts enabled
+ *               (halt_forever_irqs_on); nothing programs an interrupt
+ *               source, so the CPUs stay halted
+ *   mode=count  cli, then increments the CPU's own u64 counter in a loop
+ *               (count_forever): spin_counters[APIC ID], so progress can be
+ *               read from guest memory
+ *
+ * Output: `spin: looping forever with interrupts disabled` (whatever the
+ * mode), then `spin: mode=M cpus=N` once the N CPUs that will loop are
+ * running (the APs print nothing). Without a command line this is the BSP
+ * alone in spin_forever, as the guest always did.
+ *
+ * Exit statuses (it never exits otherwise): 3 bad command line (`spin: bad
+ * command line`), and with cpus=all: 1 an AP did not come online, 4 an IPI
+ * to start an AP stayed undelivered, 8 MP table missing, unusable or
+ * disagreeing with boot_info.cpu_count. A boot-info block without the magic
+ * is treated as having no command line.
+ *
+ * Plain integer instructions only (CPL0 code is interpreted, ~1 us per
+ * instruction, on the software-KVM hosts).
  */
 #include "common.h"
+
+#define SPIN_EXIT_BAD_OPTION    3
+#define SPIN_EXIT_MP_TABLE      8
+
+/* Values of spin_mode. */
+#define MODE_BUSY               0
+#define MODE_HALT               1
+#define MODE_COUNT              2
+
+/* One option table entry: the word, the u32 it sets, the value. */
+#define OPT_WORD                0
+#define OPT_VAR                 8
+#define OPT_VALUE               16
+#define OPT_SIZE                24
+
+.macro OPTION word, var, value
+    .quad   \word, \var
+    .long   \value, 0
+.endm
 
     .text
     .code64
@@ -12,13 +60,68 @@
 FUNCTION(guest_main)
     push    %rbp
     mov     %rsp, %rbp
+    push    %rbx
+    push    %r12
+    mov     %rdi, %rbx
     lea     msg_spin(%rip), %rdi
     call    serial_puts
-    call    spin_forever
-    mov     $1, %eax                    /* not reached */
-    pop     %rbp
-    ret
+    cmpl    $BOOT_INFO_MAGIC, BI_MAGIC(%rbx)
+    jne     1f                          /* no usable boot info: the defaults */
+    mov     %rbx, %rdi
+    call    parse_cmdline
+    test    %eax, %eax
+    jnz     8f
+1:  cmpl    $0, spin_all_cpus(%rip)
+    je      2f
+    mov     %rbx, %rdi
+    call    start_aps
+    test    %eax, %eax
+    jnz     9f
+2:  call    print_mode
+    call    lapic_id_if_needed
+    mov     %eax, %edi
+    call    spin_run
+8:  lea     msg_bad_cmdline(%rip), %rdi
+    call    serial_puts
+    mov     $SPIN_EXIT_BAD_OPTION, %eax
+9:  mov     %eax, %edi
+    call    exit_guest
 END(guest_main)
+
+/*
+ * lapic_id_if_needed() -> %eax: this CPU's APIC ID in mode=count (its
+ * counter's index), else 0 (the other modes leave the APIC untouched).
+ */
+FUNCTION(lapic_id_if_needed)
+    push    %rbp
+    mov     %rsp, %rbp
+    xor     %eax, %eax
+    cmpl    $MODE_COUNT, spin_mode(%rip)
+    jne     1f
+    call    lapic_id
+1:  pop     %rbp
+    ret
+END(lapic_id_if_needed)
+
+/*
+ * spin_run(apic_id = %edi): runs the loop spin_mode selects, on this CPU, for
+ * ever. Never returns.
+ */
+FUNCTION(spin_run)
+    push    %rbp
+    mov     %rsp, %rbp
+    mov     spin_mode(%rip), %eax
+    cmp     $MODE_HALT, %eax
+    je      2f
+    cmp     $MODE_COUNT, %eax
+    je      3f
+    call    spin_forever
+2:  call    halt_forever_irqs_on
+3:  movzbl  %dil, %edi
+    lea     spin_counters(%rip), %rax
+    lea     (%rax,%rdi,8), %rdi
+    call    count_forever
+END(spin_run)
 
 /* spin_forever(): cli, then pause in a loop for ever. */
 FUNCTION(spin_forever)
@@ -29,6 +132,338 @@ FUNCTION(spin_forever)
     jmp     1b
 END(spin_forever)
 
+/* halt_forever_irqs_on(): sti; hlt in a loop for ever (interrupts enabled). */
+FUNCTION(halt_forever_irqs_on)
+    push    %rbp
+    mov     %rsp, %rbp
+1:  sti
+    hlt
+    jmp     1b
+END(halt_forever_irqs_on)
+
+/* count_forever(counter = %rdi): cli, then increments the u64 *counter for ever. */
+FUNCTION(count_forever)
+    push    %rbp
+    mov     %rsp, %rbp
+    cli
+1:  incq    (%rdi)                      /* this CPU's own slot: no lock needed */
+    jmp     1b
+END(count_forever)
+
+/*
+ * parse_cmdline(boot_info = %rdi) -> %eax: 0, or 1 if some word is not in
+ * the option table. Sets spin_mode and spin_all_cpus.
+ */
+FUNCTION(parse_cmdline)
+    push    %rbp
+    mov     %rsp, %rbp
+    push    %rbx
+    push    %r12
+    push    %r13
+    push    %r14
+    mov     BI_CMDLINE_ADDR(%rdi), %rbx /* cursor */
+    mov     BI_CMDLINE_LEN(%rdi), %r12
+    add     %rbx, %r12                  /* end */
+1:  cmp     %r12, %rbx                  /* skip blanks */
+    jae     7f
+    cmpb    $' ', (%rbx)
+    ja      2f
+    inc     %rbx
+    jmp     1b
+2:  mov     %rbx, %r13                  /* word end */
+3:  cmp     %r12, %r13
+    jae     4f
+    cmpb    $' ', (%r13)
+    jbe     4f
+    inc     %r13
+    jmp     3b
+4:  lea     options(%rip), %r14
+5:  lea     options_end(%rip), %rax
+    cmp     %rax, %r14
+    jae     8f                          /* not an option */
+    mov     %rbx, %rdi
+    mov     %r13, %rsi
+    sub     %rbx, %rsi
+    mov     OPT_WORD(%r14), %rdx
+    call    word_equals
+    test    %eax, %eax
+    jnz     6f
+    add     $OPT_SIZE, %r14
+    jmp     5b
+6:  mov     OPT_VAR(%r14), %rax
+    mov     OPT_VALUE(%r14), %ecx
+    mov     %ecx, (%rax)
+    mov     %r13, %rbx
+    jmp     1b
+7:  xor     %eax, %eax
+    jmp     9f
+8:  mov     $1, %eax
+9:  pop     %r14
+    pop     %r13
+    pop     %r12
+    pop     %rbx
+    pop     %rbp
+    ret
+END(parse_cmdline)
+
+/* word_equals(p = %rdi, len = %rsi, word = %rdx) -> %eax: 1 if [p, p + len) is the NUL-terminated word. */
+FUNCTION(word_equals)
+    push    %rbp
+    mov     %rsp, %rbp
+1:  test    %rsi, %rsi
+    jz      3f
+    movzbl  (%rdx), %eax
+    test    %eax, %eax
+    jz      2f
+    cmpb    %al, (%rdi)
+    jne     2f
+    inc     %rdi
+    inc     %rdx
+    dec     %rsi
+    jmp     1b
+2:  xor     %eax, %eax
+    pop     %rbp
+    ret
+3:  xor     %eax, %eax
+    cmpb    $0, (%rdx)
+    jne     4f
+    inc     %eax
+4:  pop     %rbp
+    ret
+END(word_equals)
+
+/* print_mode(): prints "spin: mode=M cpus=N" (N = cpus_online). */
+FUNCTION(print_mode)
+    push    %rbp
+    mov     %rsp, %rbp
+    lea     msg_mode(%rip), %rdi
+    call    serial_puts
+    mov     spin_mode(%rip), %eax
+    lea     mode_names(%rip), %rcx
+    mov     (%rcx,%rax,8), %rdi
+    call    serial_puts
+    lea     msg_cpus(%rip), %rdi
+    call    serial_puts
+    mov     cpus_online(%rip), %edi
+    call    print_dec
+    lea     msg_newline(%rip), %rdi
+    call    serial_puts
+    pop     %rbp
+    ret
+END(print_mode)
+
+/*
+ * start_aps(boot_info = %rdi) -> %eax: 0 once every processor in the MP
+ * table is online (running ap_main), or an exit status after printing why.
+ * Starts them one at a time, in table order, each on its own stack.
+ */
+FUNCTION(start_aps)
+    push    %rbp
+    mov     %rsp, %rbp
+    push    %rbx
+    push    %r12
+    push    %r13
+    push    %r14
+    mov     BI_CPU_COUNT(%rdi), %r14d
+    call    lapic_enable
+    call    lapic_id
+    mov     %eax, bsp_apic_id(%rip)
+    call    mp_find
+    lea     msg_no_mp(%rip), %rdi
+    test    %rax, %rax
+    jz      7f
+    mov     %rax, %rdi
+    call    mp_parse
+    test    %eax, %eax
+    js      6f                          /* mp_parse said why */
+    mov     %eax, %r13d                 /* processors in the table */
+    lea     msg_mp_count(%rip), %rdi
+    cmp     %r14d, %r13d
+    jne     7f
+    mov     bsp_apic_id(%rip), %edi
+    mov     %r13d, %esi
+    call    bsp_listed
+    lea     msg_bsp_unlisted(%rip), %rdi
+    test    %eax, %eax
+    jz      7f
+    mov     %cr3, %rax
+    mov     %rax, tramp_cr3(%rip)
+    mov     %cr0, %rax
+    mov     %rax, tramp_cr0(%rip)
+    mov     $MSR_EFER, %ecx
+    rdmsr
+    and     $~EFER_LMA, %eax
+    or      $EFER_LME, %eax
+    mov     %eax, tramp_efer(%rip)
+    mov     %edx, tramp_efer + 4(%rip)
+    xor     %r12d, %r12d                /* index into cpu_apic_ids */
+1:  cmp     %r13d, %r12d
+    jae     3f
+    lea     cpu_apic_ids(%rip), %rax
+    movzbl  (%rax,%r12), %ebx
+    cmp     bsp_apic_id(%rip), %ebx
+    je      2f
+    mov     %ebx, %edi
+    mov     %r12d, %esi
+    call    start_ap
+    test    %eax, %eax
+    jnz     9f
+2:  inc     %r12d
+    jmp     1b
+3:  xor     %eax, %eax
+    jmp     9f
+7:  call    serial_puts
+6:  mov     $SPIN_EXIT_MP_TABLE, %eax
+9:  pop     %r14
+    pop     %r13
+    pop     %r12
+    pop     %rbx
+    pop     %rbp
+    ret
+END(start_aps)
+
+/* bsp_listed(apic_id = %edi, count = %esi) -> %eax: 1 if cpu_apic_ids[0..count] holds apic_id. */
+FUNCTION(bsp_listed)
+    push    %rbp
+    mov     %rsp, %rbp
+    lea     cpu_apic_ids(%rip), %rdx
+    xor     %eax, %eax
+1:  test    %esi, %esi
+    jz      2f
+    movzbl  (%rdx), %ecx
+    cmp     %edi, %ecx
+    je      3f
+    inc     %rdx
+    dec     %esi
+    jmp     1b
+3:  inc     %eax
+2:  pop     %rbp
+    ret
+END(bsp_listed)
+
+/*
+ * start_ap(apic_id = %edi, slot = %esi) -> %eax: gives the AP stack `slot`,
+ * sends INIT, SIPI, SIPI and waits for it to check in. 0 = online, else an
+ * exit status after printing why (4 an IPI stayed undelivered, 1 the AP
+ * did not check in).
+ */
+FUNCTION(start_ap)
+    push    %rbp
+    mov     %rsp, %rbp
+    push    %rbx
+    push    %r12
+    mov     %edi, %ebx
+    lea     1(%rsi), %eax               /* stack top = ap_stacks + (slot + 1) * 4 KiB */
+    shl     $AP_STACK_SHIFT, %rax
+    lea     ap_stacks(%rip), %rcx
+    add     %rcx, %rax
+    mov     %rax, tramp_stack_top(%rip)
+    mov     cpus_online(%rip), %r12d
+    inc     %r12d                       /* the count once this AP is in */
+    mov     %ebx, %edi
+    mov     $ICR_INIT_ASSERT, %esi
+    call    apic_send_ipi
+    test    %eax, %eax
+    jnz     8f
+    mov     $IPI_DELAY, %edi
+    call    delay
+    mov     %ebx, %edi
+    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
+    call    apic_send_ipi
+    test    %eax, %eax
+    jnz     8f
+    mov     $IPI_DELAY, %edi
+    call    delay
+    mov     %ebx, %edi
+    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
+    call    apic_send_ipi
+    test    %eax, %eax
+    jnz     8f
+    mov     %r12d, %edi
+    call    wait_for_online
+    test    %eax, %eax
+    jz      9f
+    lea     msg_no_checkin(%rip), %rdi
+    mov     $EXIT_CPUS_MISSING, %r12d
+    jmp     7f
+8:  lea     msg_ipi_timeout(%rip), %rdi
+    mov     $EXIT_IPI_TIMEOUT, %r12d
+7:  call    serial_puts
+    mov     %ebx, %edi
+    call    print_dec
+    lea     msg_newline(%rip), %rdi
+    call    serial_puts
+    mov     %r12d, %eax
+9:  pop     %r12
+    pop     %rbx
+    pop     %rbp
+    ret
+END(start_ap)
+
+/* ap_main(): an AP's 64-bit entry (trampoline.S): checks in, then runs the loop. */
+FUNCTION(ap_main)
+    push    %rbp
+    mov     %rsp, %rbp
+    call    lapic_id_if_needed
+    lock incl cpus_online(%rip)
+    mov     %eax, %edi
+    call    spin_run
+END(ap_main)
+
     .section .rodata
 msg_spin:
     .asciz "spin: looping forever with interrupts disabled\n"
+msg_bad_cmdline:
+    .asciz "spin: bad command line\n"
+msg_mode:           .asciz "spin: mode="
+msg_cpus:           .asciz " cpus="
+msg_newline:        .asciz "\n"
+msg_no_mp:          .asciz "spin: no MP floating pointer found\n"
+msg_mp_count:       .asciz "spin: the MP table and boot info disagree on the cpu count\n"
+msg_bsp_unlisted:   .asciz "spin: the boot cpu is not in the MP table\n"
+msg_no_checkin:     .asciz "spin: did not come online: cpu "
+msg_ipi_timeout:    .asciz "spin: IPI not delivered (ICR stayed busy) to cpu "
+name_busy:          .asciz "busy"
+name_halt:          .asciz "halt"
+name_count:         .asciz "count"
+opt_cpus_1:         .asciz "cpus=1"
+opt_cpus_all:       .asciz "cpus=all"
+opt_mode_busy:      .asciz "mode=busy"
+opt_mode_halt:      .asciz "mode=halt"
+opt_mode_count:     .asciz "mode=count"
+
+    .p2align 3
+mode_names:                             /* indexed by spin_mode */
+    .quad   name_busy, name_halt, name_count
+options:
+    OPTION  opt_cpus_1, spin_all_cpus, 0
+    OPTION  opt_cpus_all, spin_all_cpus, 1
+    OPTION  opt_mode_busy, spin_mode, MODE_BUSY
+    OPTION  opt_mode_halt, spin_mode, MODE_HALT
+    OPTION  opt_mode_count, spin_mode, MODE_COUNT
+options_end:
+
+    .data
+    .p2align 2
+OBJECT(spin_mode)
+    .long MODE_BUSY                     /* MODE_BUSY, MODE_HALT or MODE_COUNT */
+END(spin_mode)
+OBJECT(spin_all_cpus)
+    .long 0                             /* 1: cpus=all */
+END(spin_all_cpus)
+OBJECT(cpus_online)
+    .long 1                             /* CPUs checked in (running the loop), the BSP included */
+END(cpus_online)
+OBJECT(bsp_apic_id)
+    .long 0
+END(bsp_apic_id)
+
+    .bss
+    .p2align 6
+OBJECT(spin_counters)
+    .space MAX_CPUS * 8                 /* mode=count: u64 per CPU, indexed by APIC ID */
+END(spin_counters)
+    .p2align 12
+OBJECT(ap_stacks)
+    .space MAX_CPUS << AP_STACK_SHIFT   /* 4 KiB per CPU, by MP table slot */
+END(ap_stacks)

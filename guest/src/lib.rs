@@ -13,6 +13,9 @@
 //! `smp` exit statuses: 0 all CPUs online, 1 some AP did not check in, 2 bad boot-info magic,
 //! 3 MP table missing/invalid or disagreeing with `boot_info.cpu_count`, 4 an IPI stayed
 //! undelivered (ICR busy), 5 the serial lock timed out. `fault` and `spin` never exit 0.
+//! `spin` exit statuses (else it loops until stopped): 3 bad command line, and with `cpus=all`
+//! 1 an AP did not come online, 4 an IPI to start an AP stayed undelivered, 8 MP table
+//! missing/invalid or disagreeing with `boot_info.cpu_count`.
 //! `apic-conformance` exits with its number of failed checks (at most 255), 255 also when
 //! an unexpected exception or a missing MP table stops it.
 //! `ipi-bench` exit statuses: 0 measured, 2 bad boot-info magic, 3 bad `iters=`, 4 an IPI to
@@ -66,8 +69,10 @@ static GUESTS: [Guest; 7] = [
     },
     Guest {
         name: "spin",
-        description: "prints one line, then loops forever with interrupts disabled \
-                      (deliberately never ends; for testing --timeout)",
+        description: "prints its mode, then loops forever (deliberately never ends; for \
+                      testing --timeout): `mode=busy` (default: cli; pause), `mode=halt` \
+                      (sti; hlt), `mode=count` (a per-CPU counter in `spin_counters`); \
+                      `cpus=all` also starts every AP into the loop (exit 3: bad command line)",
         image: image!("spin"),
     },
     Guest {

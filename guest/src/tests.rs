@@ -41,7 +41,28 @@ fn own_functions(name: &str) -> &'static [&'static str] {
             "ap_main",
         ],
         "fault" => &["do_fault"],
-        "spin" => &["spin_forever"],
+        "spin" => &[
+            "spin_run",
+            "spin_forever",
+            "halt_forever_irqs_on",
+            "count_forever",
+            "lapic_id_if_needed",
+            "parse_cmdline",
+            "word_equals",
+            "print_mode",
+            "start_aps",
+            "start_ap",
+            "bsp_listed",
+            "ap_main",
+            "mp_find",
+            "mp_parse",
+            "lapic_id",
+            "lapic_enable",
+            "apic_send_ipi",
+            "wait_for_online",
+            "trampoline_start",
+            "ap_long_mode_entry",
+        ],
         "apic-conformance" => &[
             "run_checks",
             "check_selected",
@@ -320,7 +341,7 @@ fn symbol_tables_name_every_function() {
 
 #[test]
 fn smp_trampoline_sits_at_sipi_vector_8() {
-    for name in ["smp", "apic-conformance", "ipi-bench", "xcall-lab"] {
+    for name in ["smp", "spin", "apic-conformance", "ipi-bench", "xcall-lab"] {
         let g = find(name).expect(name);
         let syms = symbols(g.image);
         let tramp = syms.iter().find(|s| s.name == "trampoline_start").unwrap();
@@ -355,4 +376,15 @@ fn names_are_unique_and_find_works() {
     }
     assert!(find("nope").is_none());
     assert!(find(DEFAULT_GUEST).is_some());
+}
+
+#[test]
+fn spin_counters_is_a_u64_per_cpu() {
+    let g = find("spin").expect("spin");
+    let syms = symbols(g.image);
+    let counters = syms.iter().find(|s| s.name == "spin_counters");
+    let counters = counters.expect("spin_counters");
+    assert!(!counters.is_func, "{counters:?}");
+    assert_eq!(counters.size, 256 * 8, "{counters:?}");
+    assert_eq!(counters.value % 8, 0, "{counters:?}");
 }

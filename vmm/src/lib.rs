@@ -19,5 +19,5 @@ pub mod vm;
 
 pub use error::VmmError;
 pub use irqchip::IrqChipMode;
-pub use outcome::Outcome;
+pub use outcome::{EndHandle, Outcome};
 pub use vm::{Image, Vm, VmConfig};

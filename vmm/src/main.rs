@@ -74,6 +74,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let outcome = vm.run()?;
     match &outcome {
         Outcome::GuestExit(_) => {}
+        Outcome::Stopped => eprintln!("hvtrace: the run was ended from outside the guest"),
         Outcome::Fault(details) => eprintln!("hvtrace: {details}"),
         Outcome::Timeout { after, vcpus } => {
             eprintln!(

@@ -12,6 +12,8 @@ use vcpu::{FatalReport, GuestWait, RunState, Snapshot};
 pub const STATUS_GUEST_ERROR: u8 = 125;
 /// Exit status of `hvtrace run` when `--timeout` expired.
 pub const STATUS_TIMEOUT: u8 = 124;
+/// Exit status when the run was ended from outside the guest ([`EndHandle::end`]).
+pub const STATUS_STOPPED: u8 = 130;
 
 /// One vCPU's state when the run was cut short.
 #[derive(Clone, Debug)]
@@ -89,6 +91,8 @@ pub enum Outcome {
     GuestExit(u8),
     /// A vCPU stopped on an error.
     Fault(Box<FaultDetails>),
+    /// Ended from outside the guest through an [`EndHandle`].
+    Stopped,
     /// `--timeout` expired; the state of every vCPU.
     Timeout {
         /// The timeout.
@@ -105,6 +109,7 @@ impl Outcome {
             Outcome::GuestExit(v) => *v,
             Outcome::Fault(_) => STATUS_GUEST_ERROR,
             Outcome::Timeout { .. } => STATUS_TIMEOUT,
+            Outcome::Stopped => STATUS_STOPPED,
         }
     }
 }
@@ -115,6 +120,20 @@ pub(crate) enum Ending {
     Exit(u8),
     /// A fatal vCPU exit (decoded later by the controller, which owns guest memory).
     Fatal(FatalReport),
+    /// Someone outside the guest ended the run.
+    Stopped,
+}
+
+/// Ends a running VM from any thread (tests, benchmarks, a future control socket).
+#[derive(Clone)]
+pub struct EndHandle(pub(crate) std::sync::Arc<EndSignal>);
+
+impl EndHandle {
+    /// Ends the run: the vCPUs stop and `Vm::run` returns [`Outcome::Stopped`] (unless the run
+    /// already ended otherwise).
+    pub fn end(&self) {
+        self.0.finish(Ending::Stopped);
+    }
 }
 
 /// The rendezvous between vCPU threads and the controller.

@@ -25,7 +25,7 @@ use crate::irqchip::{self, IrqChipMode};
 use crate::layout::create_guest_memory;
 use crate::loader::load_elf;
 use crate::mptable;
-use crate::outcome::{EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
+use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
 
 /// Most vCPUs a VM may have: APIC IDs 0-254 (255 is the xAPIC broadcast ID).
 pub const MAX_CPUS: usize = 254;
@@ -190,6 +190,11 @@ impl Vm {
         World::new(&self.vcpus)
     }
 
+    /// A handle that ends the run from another thread.
+    pub fn end_handle(&self) -> EndHandle {
+        EndHandle(Arc::clone(&self.end))
+    }
+
     /// Runs the VM until the guest exits, a vCPU faults, or the timeout expires.
     pub fn run(self) -> Result<Outcome, VmmError> {
         for v in &self.vcpus {
@@ -197,6 +202,7 @@ impl Vm {
         }
         let outcome = match self.end.wait(self.timeout) {
             Some(Ending::Exit(status)) => Outcome::GuestExit(status),
+            Some(Ending::Stopped) => Outcome::Stopped,
             Some(Ending::Fatal(report)) => Outcome::Fault(Box::new(self.fault_details(report))),
             None => Outcome::Timeout {
                 after: self.timeout.unwrap_or_default(),
