@@ -156,3 +156,34 @@ pub fn temp_file(tag: &str, bytes: &[u8]) -> PathBuf {
     std::fs::write(&path, bytes).expect("write temp file");
     path
 }
+
+/// Address and size of `symbol` in built-in guest `guest`, read from its ELF symbol table.
+pub fn guest_symbol(guest: &str, symbol: &str) -> (u64, u64) {
+    let image = guest::find(guest).expect("guest exists").image;
+    let rd16 = |o: usize| u16::from_le_bytes(image[o..o + 2].try_into().unwrap()) as usize;
+    let rd32 = |o: usize| u32::from_le_bytes(image[o..o + 4].try_into().unwrap()) as usize;
+    let rd64 = |o: usize| u64::from_le_bytes(image[o..o + 8].try_into().unwrap());
+    let shoff = rd64(0x28) as usize;
+    let (shentsize, shnum) = (rd16(0x3a), rd16(0x3c));
+    for i in 0..shnum {
+        let sh = shoff + i * shentsize;
+        if rd32(sh + 4) != 2 {
+            continue; // not SHT_SYMTAB
+        }
+        let (off, size, link, entsize) = (
+            rd64(sh + 0x18) as usize,
+            rd64(sh + 0x20) as usize,
+            rd32(sh + 0x28),
+            rd64(sh + 0x38) as usize,
+        );
+        let strtab = rd64(shoff + link * shentsize + 0x18) as usize;
+        for s in (off..off + size).step_by(entsize) {
+            let name_off = strtab + rd32(s);
+            let end = image[name_off..].iter().position(|&b| b == 0).unwrap();
+            if &image[name_off..name_off + end] == symbol.as_bytes() {
+                return (rd64(s + 8), rd64(s + 16));
+            }
+        }
+    }
+    panic!("symbol {symbol} not found in guest {guest}");
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tests::{kvm_or_skip, run_hvtrace};
+use tests::{guest_symbol, kvm_or_skip, run_hvtrace};
 
 const BOUND: Duration = Duration::from_secs(120);
 
@@ -151,36 +151,4 @@ fn timeout_stops_a_spinning_guest_and_reports_each_vcpu() {
             .any(|l| l.trim_start().starts_with("vcpu 1:")),
         "{out:?}"
     );
-}
-
-/// Address and size of `symbol` in built-in guest `guest`, from its ELF symbol table.
-fn guest_symbol(guest: &str, symbol: &str) -> (u64, u64) {
-    let image = guest::find(guest).expect("guest exists").image;
-    // Section headers -> .symtab + its string table.
-    let rd16 = |o: usize| u16::from_le_bytes(image[o..o + 2].try_into().unwrap()) as usize;
-    let rd32 = |o: usize| u32::from_le_bytes(image[o..o + 4].try_into().unwrap()) as usize;
-    let rd64 = |o: usize| u64::from_le_bytes(image[o..o + 8].try_into().unwrap());
-    let shoff = rd64(0x28) as usize;
-    let (shentsize, shnum) = (rd16(0x3a), rd16(0x3c));
-    for i in 0..shnum {
-        let sh = shoff + i * shentsize;
-        if rd32(sh + 4) != 2 {
-            continue; // not SHT_SYMTAB
-        }
-        let (off, size, link, entsize) = (
-            rd64(sh + 0x18) as usize,
-            rd64(sh + 0x20) as usize,
-            rd32(sh + 0x28),
-            rd64(sh + 0x38) as usize,
-        );
-        let strtab = rd64(shoff + link * shentsize + 0x18) as usize;
-        for s in (off..off + size).step_by(entsize) {
-            let name_off = strtab + rd32(s);
-            let end = image[name_off..].iter().position(|&b| b == 0).unwrap();
-            if &image[name_off..name_off + end] == symbol.as_bytes() {
-                return (rd64(s + 8), rd64(s + 16));
-            }
-        }
-    }
-    panic!("symbol {symbol} not found in guest {guest}");
 }

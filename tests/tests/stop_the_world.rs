@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tests::kvm_or_skip;
+use tests::{guest_symbol, kvm_or_skip};
+use vm_memory::{Bytes, GuestAddress};
 use vmm::{Image, IrqChipMode, Outcome, Vm, VmConfig};
 
 const BOUND: Duration = Duration::from_secs(2);
@@ -165,4 +166,101 @@ fn a_guest_deadlocked_with_interrupts_disabled_is_still_stopped_kvm() {
         return;
     }
     stops_a_deadlocked_guest(IrqChipMode::Kvm);
+}
+
+/// Rounds of the torture per (irqchip, guest state).
+const TORTURE_ROUNDS: u64 = 2_500;
+
+/// Two initiator threads stop and resume 8 vCPUs `TORTURE_ROUNDS` times in all while the
+/// guest spins (counting, interrupts disabled) or sits halted; for the counting guest every
+/// vCPU's counter must move again after resumes.
+fn torture(irqchip: IrqChipMode, mode: &str) {
+    let cpus = 8;
+    let (vm, serial) = vm("spin", cpus, irqchip, &format!("cpus=all mode={mode}"));
+    let world = vm.world();
+    let end = vm.end_handle();
+    let memory = vm.memory();
+    let counters = guest_symbol("spin", "spin_counters").0;
+    let counter = |cpu: u64| -> u64 {
+        memory
+            .read_obj(GuestAddress(counters + 8 * cpu))
+            .expect("read counter")
+    };
+    let assert_progress = |what: &str| {
+        if mode != "count" {
+            return;
+        }
+        let before: Vec<u64> = (0..cpus as u64).map(counter).collect();
+        let t = Instant::now();
+        for (cpu, b) in before.iter().enumerate() {
+            while counter(cpu as u64) == *b {
+                assert!(
+                    t.elapsed() < BOUND,
+                    "{irqchip} {mode}: vcpu {cpu} stuck {what}"
+                );
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        }
+    };
+    let rounds = AtomicU64::new(0);
+    let started = Instant::now();
+    let outcome = std::thread::scope(|s| {
+        let runner = s.spawn(|| vm.run().expect("run"));
+        let t = Instant::now();
+        while !serial.text().contains("spin: mode=") {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "spin guest did not start"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_progress("before the torture");
+        std::thread::scope(|inner| {
+            for t in 0..2 {
+                let (world, rounds, assert_progress) = (&world, &rounds, &assert_progress);
+                inner.spawn(move || {
+                    for round in 0..TORTURE_ROUNDS / 2 {
+                        let guard = world.stop(BOUND).unwrap_or_else(|e| {
+                            panic!("{irqchip} {mode}: initiator {t} round {round}: {e}")
+                        });
+                        rounds.fetch_add(1, Ordering::SeqCst);
+                        drop(guard);
+                        if t == 0 && round % 250 == 0 {
+                            assert_progress("after a resume");
+                        }
+                    }
+                });
+            }
+        });
+        assert_progress("after the last resume");
+        end.end();
+        runner.join().expect("runner")
+    });
+    assert!(
+        matches!(outcome, Outcome::Stopped),
+        "{irqchip} {mode}: {outcome:?}"
+    );
+    eprintln!(
+        "{irqchip} {mode}: {} rounds with {cpus} vCPUs in {:?}",
+        rounds.load(Ordering::SeqCst),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn torture_8_vcpus_counting_and_halted_emulated() {
+    if !kvm_or_skip("torture_8_vcpus_counting_and_halted_emulated") {
+        return;
+    }
+    torture(IrqChipMode::Emulated, "count");
+    torture(IrqChipMode::Emulated, "halt");
+}
+
+#[test]
+fn torture_8_vcpus_counting_and_halted_kvm() {
+    if !kvm_or_skip("torture_8_vcpus_counting_and_halted_kvm") {
+        return;
+    }
+    torture(IrqChipMode::Kvm, "count");
+    torture(IrqChipMode::Kvm, "halt");
 }

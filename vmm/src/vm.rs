@@ -190,6 +190,12 @@ impl Vm {
         World::new(&self.vcpus)
     }
 
+    /// Guest RAM (a cheap clone that keeps the mapping alive), for reading guest state from
+    /// outside while the VM runs.
+    pub fn memory(&self) -> GuestMemoryMmap {
+        self.memory.clone()
+    }
+
     /// A handle that ends the run from another thread.
     pub fn end_handle(&self) -> EndHandle {
         EndHandle(Arc::clone(&self.end))
