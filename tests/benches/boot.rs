@@ -5,15 +5,16 @@
 //! number of runs, default 20).
 
 use std::io::Read;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tests::{hvtrace_path, kvm_or_skip};
+use tests::{fresh_hvtrace_path, kvm_or_skip};
 
 /// Times one run: (time to first stdout byte, time to exit).
-fn time_run(args: &[&str]) -> (Duration, Duration) {
+fn time_run(bin: &Path, args: &[&str]) -> (Duration, Duration) {
     let start = Instant::now();
-    let mut child = Command::new(hvtrace_path())
+    let mut child = Command::new(bin)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -48,21 +49,39 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20)
         .max(1);
-    let cases: [(&str, &[&str]); 2] = [
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "hello",
+            &["run", "--guest", "hello", "--irqchip", "emulated"],
+        ),
         ("hello", &["run", "--guest", "hello", "--irqchip", "kvm"]),
+        (
+            "smp --cpus 4",
+            &[
+                "run",
+                "--guest",
+                "smp",
+                "--cpus",
+                "4",
+                "--irqchip",
+                "emulated",
+            ],
+        ),
         (
             "smp --cpus 4",
             &["run", "--guest", "smp", "--cpus", "4", "--irqchip", "kvm"],
         ),
     ];
-    println!("hvtrace boot benchmark, {runs} runs each, median (irqchip kvm)");
-    println!("| guest | start -> first serial byte | start -> exit |");
-    println!("|---|---|---|");
+    let bin = fresh_hvtrace_path();
+    println!("hvtrace boot benchmark, {runs} runs each, median");
+    println!("| guest | irqchip | start -> first serial byte | start -> exit |");
+    println!("|---|---|---|---|");
     for (name, args) in cases {
-        let _ = time_run(args); // warm the page cache
-        let (firsts, exits): (Vec<_>, Vec<_>) = (0..runs).map(|_| time_run(args)).unzip();
+        let irqchip = args.last().copied().unwrap_or("");
+        let _ = time_run(&bin, args); // warm the page cache
+        let (firsts, exits): (Vec<_>, Vec<_>) = (0..runs).map(|_| time_run(&bin, args)).unzip();
         println!(
-            "| {name} | {:.2} ms | {:.2} ms |",
+            "| {name} | {irqchip} | {:.2} ms | {:.2} ms |",
             median(firsts).as_secs_f64() * 1e3,
             median(exits).as_secs_f64() * 1e3
         );
