@@ -24,13 +24,14 @@ fn main() -> ExitCode {
 }
 
 fn list_guests() {
+    let width = guest::all().iter().map(|g| g.name.len()).max().unwrap_or(0);
     for g in guest::all() {
         let default = if g.name == guest::DEFAULT_GUEST {
             " (default)"
         } else {
             ""
         };
-        println!("{:<10} {}{default}", g.name, g.description);
+        println!("{:<width$}  {}{default}", g.name, g.description);
     }
 }
 
