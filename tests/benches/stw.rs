@@ -6,32 +6,10 @@
 //! Run with `cargo bench -p tests --bench stw` (`HVTRACE_BENCH_STOPS` sets the samples per
 //! row, default 300).
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tests::kvm_or_skip;
-use vmm::{Image, IrqChipMode, Vm, VmConfig};
-
-/// Serial output kept in memory.
-#[derive(Clone, Default)]
-struct Serial(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Serial {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Serial {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+use tests::{kvm_or_skip, library_vm, MemorySerial};
+use vmm::{IrqChipMode, Vm};
 
 fn start(
     guest_name: &str,
@@ -39,23 +17,8 @@ fn start(
     irqchip: IrqChipMode,
     cmdline: &str,
     timeout: Duration,
-) -> (Vm, Serial) {
-    let serial = Serial::default();
-    let g = guest::find(guest_name).expect("built-in guest");
-    let vm = Vm::new(VmConfig {
-        image: Image {
-            name: g.name.into(),
-            bytes: g.image.to_vec(),
-        },
-        cpus,
-        mem: 256 << 20,
-        irqchip,
-        cmdline: cmdline.into(),
-        timeout: Some(timeout),
-        serial_out: Box::new(serial.clone()),
-    })
-    .expect("build VM");
-    (vm, serial)
+) -> (Vm, MemorySerial) {
+    library_vm(guest_name, cpus, irqchip, cmdline, timeout)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -2,54 +2,17 @@
 //! VM, while the guest is busy cross-calling itself and while it is deadlocked with interrupts
 //! disabled (the case where an in-guest cross call can only time out).
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tests::{guest_symbol, kvm_or_skip};
+use tests::{guest_symbol, kvm_or_skip, library_vm, MemorySerial};
 use vm_memory::{Bytes, GuestAddress};
-use vmm::{Image, IrqChipMode, Outcome, Vm, VmConfig};
+use vmm::{IrqChipMode, Outcome, Vm};
 
 const BOUND: Duration = Duration::from_secs(2);
 
-/// Serial output kept in memory, readable while the guest runs.
-#[derive(Clone, Default)]
-struct Serial(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Serial {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Serial {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-fn vm(guest_name: &str, cpus: usize, irqchip: IrqChipMode, cmdline: &str) -> (Vm, Serial) {
-    let serial = Serial::default();
-    let g = guest::find(guest_name).expect("built-in guest");
-    let vm = Vm::new(VmConfig {
-        image: Image {
-            name: g.name.into(),
-            bytes: g.image.to_vec(),
-        },
-        cpus,
-        mem: 256 << 20,
-        irqchip,
-        cmdline: cmdline.into(),
-        timeout: Some(Duration::from_secs(120)),
-        serial_out: Box::new(serial.clone()),
-    })
-    .expect("build VM");
-    (vm, serial)
+fn vm(guest_name: &str, cpus: usize, irqchip: IrqChipMode, cmdline: &str) -> (Vm, MemorySerial) {
+    library_vm(guest_name, cpus, irqchip, cmdline, Duration::from_secs(120))
 }
 
 /// Runs xcall-lab while two threads stop and resume the world continuously; the guest must

@@ -4,6 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
+use common::kvm_or_skip;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vcpu::{ExitHandler, ExitKind, Fatal, FatalReport, RunState, VcpuHandle};
@@ -35,28 +38,6 @@ impl ExitHandler for Counter {
     }
     fn fatal(&self, report: FatalReport) {
         *self.fatal.lock().unwrap() = Some(report);
-    }
-}
-
-fn kvm_or_skip(test: &str) -> Option<Kvm> {
-    match Kvm::new() {
-        Ok(k) => Some(k),
-        Err(e) => {
-            // Same protocol as the `tests` crate's report_skip (which this crate cannot use
-            // without a dependency cycle): loud line plus $HVTRACE_SKIP_LOG for .ci/run.
-            let line = format!("SKIPPED: {test}: needs /dev/kvm ({e})");
-            eprintln!("{line}");
-            if let Some(path) = std::env::var_os("HVTRACE_SKIP_LOG") {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .expect("open HVTRACE_SKIP_LOG");
-                writeln!(f, "{line}").expect("write HVTRACE_SKIP_LOG");
-            }
-            None
-        }
     }
 }
 

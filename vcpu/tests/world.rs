@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::kvm_or_skip;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use vcpu::{ExitHandler, FatalReport, GuestWait, HltAction, RunState, VcpuHandle, World};
@@ -74,27 +77,6 @@ impl ExitHandler for Handler {
     }
     fn wakeup_pending(&self, _: usize, _: GuestWait) -> bool {
         false
-    }
-}
-
-fn kvm_or_skip(test: &str) -> Option<Kvm> {
-    match Kvm::new() {
-        Ok(k) => Some(k),
-        Err(e) => {
-            // Same protocol as the `tests` crate's report_skip: loud line + $HVTRACE_SKIP_LOG.
-            let line = format!("SKIPPED: {test}: needs /dev/kvm ({e})");
-            eprintln!("{line}");
-            if let Some(path) = std::env::var_os("HVTRACE_SKIP_LOG") {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .expect("open HVTRACE_SKIP_LOG");
-                writeln!(f, "{line}").expect("write HVTRACE_SKIP_LOG");
-            }
-            None
-        }
     }
 }
 
