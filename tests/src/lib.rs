@@ -47,16 +47,15 @@ pub fn report_skip(line: &str) {
 
 /// Path of the `hvtrace` binary built alongside the tests (target/<profile>/hvtrace).
 pub fn hvtrace_path() -> PathBuf {
-    let (profile_dir, bin) = hvtrace_location();
-    if !bin.exists() {
-        build_hvtrace(&profile_dir);
-    }
-    bin
+    // Built (a no-op when up to date) once per test process, so a targeted
+    // `cargo test -p tests` never runs a stale binary.
+    static FRESH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FRESH.get_or_init(fresh_hvtrace_path).clone()
 }
 
-/// Like [`hvtrace_path`], but always runs `cargo build` for `hvtrace` first (a no-op when it is
-/// up to date). For benchmarks: `cargo bench -p tests` rebuilds only the `tests` package, so an
-/// `hvtrace` left in `target/release` by an older build would otherwise be measured.
+/// Runs `cargo build` for `hvtrace` (a no-op when it is up to date) and returns its path:
+/// `cargo test -p tests` / `cargo bench -p tests` rebuild only the `tests` package, so an
+/// `hvtrace` left in `target/` by an older build would otherwise be run.
 pub fn fresh_hvtrace_path() -> PathBuf {
     let (profile_dir, bin) = hvtrace_location();
     build_hvtrace(&profile_dir);

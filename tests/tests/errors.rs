@@ -119,3 +119,42 @@ fn guests_lists_every_built_in_guest() {
         );
     }
 }
+
+#[test]
+fn no_permission_on_dev_kvm_is_one_clear_line() {
+    // Needs a user without access to /dev/kvm: run as `nobody` through setpriv when we are root.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !root || !setpriv.exists() || !std::path::Path::new("/dev/kvm").exists() {
+        eprintln!("not applicable: needs root, /usr/bin/setpriv and /dev/kvm to drop access");
+        return;
+    }
+    let bin = tests::hvtrace_path();
+    let out = std::process::Command::new(setpriv)
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["run", "--guest", "hello"])
+        .output()
+        .expect("run setpriv");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("Permission denied") && stderr.contains(&bin.display().to_string()) {
+        eprintln!("not applicable: `nobody` cannot execute {}", bin.display());
+        return;
+    }
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot open /dev/kvm: Permission denied"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("add yourself to the 'kvm' group"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert_eq!(
+        stderr.matches("Permission denied").count(),
+        1,
+        "the cause is said once: {stderr}"
+    );
+}

@@ -18,9 +18,23 @@ fn main() -> ExitCode {
         }
     };
     result.unwrap_or_else(|e| {
-        eprintln!("hvtrace: error: {e:#}");
+        eprintln!("hvtrace: error: {}", error_line(&e));
         ExitCode::FAILURE
     })
+}
+
+/// The error and its causes on one line, each cause once (typed errors often already name
+/// their source in their own message).
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 fn list_guests() {
