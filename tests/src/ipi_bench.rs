@@ -11,7 +11,7 @@
 //! ipi-bench: irq_latency_ns median=52407 p99=146767 min=34541 n=200
 //! ```
 //!
-//! With `irq=0` (used under `--irqchip split`) the two `irq_latency` lines are replaced by
+//! With `irq=0` on the guest's command line the two `irq_latency` lines are replaced by
 //! `ipi-bench: irq_latency_ns skipped`.
 
 use std::collections::BTreeMap;
@@ -25,19 +25,10 @@ pub const IRQCHIPS: [&str; 3] = ["emulated", "kvm", "split"];
 /// The guest's measurements, in the order it reports them.
 pub const MEASUREMENTS: [&str; 2] = ["ipi_roundtrip", "irq_latency"];
 
-/// Whether the guest can measure interrupt latency under `irqchip`: under `split` the IOAPIC
-/// is not emulated yet, so the guest gets `irq=0`.
-pub fn irq_supported(irqchip: &str) -> bool {
-    irqchip != "split"
-}
-
 /// The `hvtrace` arguments that run `ipi-bench` on 2 vCPUs under `irqchip` with `iters`
 /// recorded rounds per measurement (`timeout_s` is also handed to `--timeout`).
 pub fn args(irqchip: &str, iters: u32, timeout_s: u64) -> Vec<String> {
-    let mut cmdline = format!("iters={iters}");
-    if !irq_supported(irqchip) {
-        cmdline.push_str(" irq=0");
-    }
+    let cmdline = format!("iters={iters}");
     [
         "run",
         "--guest",

@@ -16,17 +16,12 @@ fn ipi_bench_reports_well_formed_lines_under_every_irqchip() {
         assert_eq!(out.status, Some(0), "{irqchip}: {out:?}");
         let report =
             ipi_bench::parse(&out.stdout).unwrap_or_else(|e| panic!("{irqchip}: {e}: {out:?}"));
-        let irq = ipi_bench::irq_supported(irqchip);
-        assert_eq!((report.iters, report.irq), (5, irq), "{irqchip}: {out:?}");
+        assert_eq!((report.iters, report.irq), (5, true), "{irqchip}: {out:?}");
         assert!(
             report.ns("ipi_roundtrip").is_some_and(|s| s.n == 5),
             "{irqchip}: {out:?}"
         );
-        assert_eq!(
-            report.ns("irq_latency").is_some(),
-            irq,
-            "{irqchip}: {out:?}"
-        );
+        assert!(report.ns("irq_latency").is_some(), "{irqchip}: {out:?}");
     }
 }
 

@@ -28,6 +28,8 @@ pub enum ExitKind {
     IrqWindow,
     /// `KVM_EXIT_SET_TPR`: the guest lowered CR8.
     SetTpr,
+    /// `KVM_EXIT_IOAPIC_EOI`: an EOI for a user-space IOAPIC's level-triggered vector.
+    IoapicEoi(u8),
     /// `rdmsr` / `wrmsr` exiting to user space.
     Msr {
         /// MSR index.
@@ -64,6 +66,7 @@ impl fmt::Display for ExitKind {
             ExitKind::Hlt => f.write_str("hlt"),
             ExitKind::IrqWindow => f.write_str("interrupt window"),
             ExitKind::SetTpr => f.write_str("cr8 lowered"),
+            ExitKind::IoapicEoi(v) => write!(f, "ioapic eoi vector {v:#x}"),
             ExitKind::Msr { index, write } => {
                 write!(f, "{} {index:#x}", if *write { "wrmsr" } else { "rdmsr" })
             }
@@ -257,6 +260,11 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn mmio_write(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String>;
     /// The vCPU stopped for good; called once, before the thread leaves its loop.
     fn fatal(&self, report: FatalReport);
+    /// `KVM_EXIT_IOAPIC_EOI` (split irqchip): the guest EOI'd a level-triggered `vector` that
+    /// a user-space IOAPIC delivered.
+    fn ioapic_eoi(&self, _cpu: usize, _vector: u8) -> Result<(), String> {
+        Ok(())
+    }
     /// Checked after every handled exit: when true the vCPU does not re-enter the guest and
     /// leaves its loop (the VM is ending, e.g. the guest wrote its exit status).
     fn vm_ending(&self) -> bool {

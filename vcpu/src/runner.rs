@@ -395,6 +395,9 @@ impl Runner {
                 *exit.error = u8::from(handler.msr_write(cpu, index, exit.data).is_err());
                 (ExitKind::Msr { index, write: true }, Ok(()))
             }
+            VcpuExit::IoapicEoi(vector) => {
+                (ExitKind::IoapicEoi(vector), handler.ioapic_eoi(cpu, vector))
+            }
             VcpuExit::Hlt => {
                 self.last_exit = ExitKind::Hlt;
                 return match handler.hlt(cpu) {

@@ -9,8 +9,8 @@ use vcpu::{Entry, ExitHandler, FatalReport, GeneralProtection, GuestWait, HltAct
 use crate::devices::testdev::{self, IrqLines};
 use crate::devices::{DebugExit, SerialPort, COM1_BASE, COM1_LEN, DEBUG_EXIT_PORT};
 use crate::irqchip::emulated::EmulatedIrqchip;
+use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::IrqChipMode;
-use crate::layout::IOAPIC_BASE;
 use crate::outcome::{EndSignal, Ending};
 
 /// Output sink of the guest's serial port.
@@ -26,6 +26,8 @@ pub struct Dispatcher {
     pub(crate) irq_lines: Option<Arc<dyn IrqLines>>,
     /// hvtrace's own APICs, under `--irqchip emulated`.
     pub(crate) apic: Option<Arc<EmulatedIrqchip>>,
+    /// The user-space IOAPIC, under `--irqchip split`.
+    pub(crate) split_ioapic: Option<Arc<SplitIoapic>>,
 }
 
 impl Dispatcher {
@@ -33,17 +35,6 @@ impl Dispatcher {
         port.checked_sub(COM1_BASE)
             .filter(|o| *o < COM1_LEN)
             .map(|o| o as u8)
-    }
-
-    fn check_mmio(&self, addr: u64, write: bool) -> Result<(), String> {
-        if self.irqchip == IrqChipMode::Split && (IOAPIC_BASE..IOAPIC_BASE + 0x1000).contains(&addr)
-        {
-            return Err(format!(
-                "IOAPIC {} at {addr:#x} under --irqchip split: the user-space IOAPIC arrives with the apic work; use --irqchip kvm",
-                if write { "write" } else { "read" }
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -89,7 +80,11 @@ impl ExitHandler for Dispatcher {
                 return Ok(());
             }
         }
-        self.check_mmio(addr, false)?;
+        if let Some(ioapic) = &self.split_ioapic {
+            if ioapic.mmio(addr, data, false)? {
+                return Ok(());
+            }
+        }
         data.fill(0xff);
         Ok(())
     }
@@ -103,7 +98,18 @@ impl ExitHandler for Dispatcher {
                 return Ok(());
             }
         }
-        self.check_mmio(addr, true)
+        if let Some(ioapic) = &self.split_ioapic {
+            let mut buf = data.to_vec();
+            ioapic.mmio(addr, &mut buf, true)?;
+        }
+        Ok(())
+    }
+
+    fn ioapic_eoi(&self, _cpu: usize, vector: u8) -> Result<(), String> {
+        match &self.split_ioapic {
+            Some(ioapic) => ioapic.eoi(vector),
+            None => Ok(()),
+        }
     }
 
     fn user_space_apic(&self) -> bool {

@@ -21,6 +21,7 @@ use crate::dispatch::{Dispatcher, SerialOut};
 use crate::error::{kvm, VmmError};
 use crate::irqchip::clock::GuestClock;
 use crate::irqchip::emulated::EmulatedIrqchip;
+use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::{self, IrqChipMode};
 use crate::layout::create_guest_memory;
 use crate::loader::load_elf;
@@ -151,10 +152,12 @@ impl Vm {
             IrqChipMode::Emulated => Some(emulated_irqchip(&fds[0], &supported, config.cpus)?),
             _ => None,
         };
-        let irq_lines: Option<Arc<dyn IrqLines>> = match (&apic, config.irqchip) {
+        let split_ioapic =
+            (config.irqchip == IrqChipMode::Split).then(|| SplitIoapic::new(Arc::clone(&vm)));
+        let irq_lines: Option<Arc<dyn IrqLines>> = match (&apic, &split_ioapic) {
             (Some(apic), _) => Some(apic.clone()),
-            (None, IrqChipMode::Kvm) => Some(vm.clone()),
-            _ => None,
+            (None, Some(ioapic)) => Some(ioapic.clone()),
+            (None, None) => Some(vm.clone()),
         };
         let end = Arc::new(EndSignal::default());
         let dispatcher = Arc::new(Dispatcher {
@@ -164,6 +167,7 @@ impl Vm {
             irqchip: config.irqchip,
             irq_lines,
             apic: apic.clone(),
+            split_ioapic,
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
         for (cpu, fd) in fds.into_iter().enumerate() {

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod emulated;
+pub mod split;
 pub mod timer;
 
 use std::fmt;
