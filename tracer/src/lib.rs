@@ -1,6 +1,13 @@
 //! The tracer: the D-like language, probe providers, symbol and type sources, trap placement,
 //! per-vCPU event buffers and aggregations.
 //!
-//! Nothing lives here yet: the foundation (guests, VMM, vCPU threads) comes first, and the
-//! tracer work fills this crate. It never issues ioctls itself; it asks the `vcpu` layer for
-//! registers, memory and stops.
+//! It never issues ioctls itself; the VMM gives it registers, memory and stops.
+//!
+//! - [`symbols`]: function symbols of an image (ELF `.symtab` today), glob lookup.
+//! - [`traps`]: instruction boundaries and return sites of a function, trap kinds, the trap
+//!   table with the shadow of original bytes, and emulation of displaced instructions.
+//! - [`pagewalk`]: guest-virtual to guest-physical translation and bounded guest reads.
+
+pub mod pagewalk;
+pub mod symbols;
+pub mod traps;
