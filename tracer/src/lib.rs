@@ -7,7 +7,9 @@
 //! - [`traps`]: instruction boundaries and return sites of a function, trap kinds, the trap
 //!   table with the shadow of original bytes, and emulation of displaced instructions.
 //! - [`pagewalk`]: guest-virtual to guest-physical translation and bounded guest reads.
+//! - [`probes`]: the probe catalogue of an image (`hvtrace list`) and description matching.
 
 pub mod pagewalk;
+pub mod probes;
 pub mod symbols;
 pub mod traps;

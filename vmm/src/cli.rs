@@ -25,6 +25,24 @@ pub enum Command {
     Run(RunArgs),
     /// List the built-in guests.
     Guests,
+    /// List the probes of an image, like `dtrace -l` (optionally only those matching a
+    /// `provider:module:function:name` description with globs).
+    List(ListArgs),
+}
+
+/// Arguments of `hvtrace list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Built-in guest whose probes to list (the default guest when neither --guest nor
+    /// --kernel is given).
+    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
+    pub guest: Option<String>,
+    /// ELF64 kernel image whose probes to list.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Only probes matching this description, e.g. `fbt::xcall_*:entry`.
+    #[arg(value_name = "PATTERN")]
+    pub pattern: Option<String>,
 }
 
 /// Arguments of `hvtrace run`.

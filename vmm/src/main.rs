@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use vmm::cli::{Cli, Command, RunArgs};
+use vmm::cli::{Cli, Command, ListArgs, RunArgs};
 use vmm::{Image, Outcome, Vm, VmConfig, VmmError};
 
 fn main() -> ExitCode {
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
             list_guests();
             Ok(ExitCode::SUCCESS)
         }
+        Command::List(args) => list_probes(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("hvtrace: error: {}", error_line(&e));
@@ -49,10 +50,27 @@ fn list_guests() {
     }
 }
 
-fn image(args: &RunArgs) -> Result<Image> {
-    if let Some(path) = &args.kernel {
+fn list_probes(args: &ListArgs) -> Result<ExitCode> {
+    let image = image(args.guest.as_deref(), args.kernel.as_deref())?;
+    let symbols = tracer::symbols::ElfSymbols::parse(&image.bytes)
+        .with_context(|| format!("cannot list the probes of {}", image.name))?;
+    let probes = tracer::probes::catalogue(&image.bytes, &symbols);
+    let pattern = args.pattern.as_deref().unwrap_or("");
+    let matching: Vec<_> = (1..)
+        .zip(&probes)
+        .filter(|(_, p)| p.matches(pattern))
+        .collect();
+    if matching.is_empty() {
+        anyhow::bail!("no probe of {} matches '{pattern}'", image.name);
+    }
+    print!("{}", tracer::probes::listing(matching));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<Image> {
+    if let Some(path) = kernel {
         let bytes = std::fs::read(path).map_err(|source| VmmError::ImageRead {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         })?;
         return Ok(Image {
@@ -60,7 +78,7 @@ fn image(args: &RunArgs) -> Result<Image> {
             bytes,
         });
     }
-    let name = args.guest.as_deref().unwrap_or(guest::DEFAULT_GUEST);
+    let name = guest_name.unwrap_or(guest::DEFAULT_GUEST);
     let g = guest::find(name).ok_or_else(|| VmmError::UnknownGuest {
         name: name.to_string(),
         known: guest::all()
@@ -77,7 +95,7 @@ fn image(args: &RunArgs) -> Result<Image> {
 
 fn run(args: RunArgs) -> Result<ExitCode> {
     let config = VmConfig {
-        image: image(&args)?,
+        image: image(args.guest.as_deref(), args.kernel.as_deref())?,
         cpus: args.cpus,
         mem: args.mem,
         irqchip: args.irqchip,
