@@ -220,6 +220,18 @@ pub fn library_vm(
     cmdline: &str,
     timeout: Duration,
 ) -> (vmm::Vm, MemorySerial) {
+    library_vm_with_probes(name, cpus, irqchip, cmdline, timeout, &[]).expect("build VM")
+}
+
+/// Like [`library_vm`], with function-boundary probes armed before the first instruction.
+pub fn library_vm_with_probes(
+    name: &str,
+    cpus: usize,
+    irqchip: vmm::IrqChipMode,
+    cmdline: &str,
+    timeout: Duration,
+    probes: &[&str],
+) -> Result<(vmm::Vm, MemorySerial), vmm::VmmError> {
     let serial = MemorySerial::default();
     let g = guest::find(name).expect("built-in guest");
     let vm = vmm::Vm::new(vmm::VmConfig {
@@ -233,7 +245,7 @@ pub fn library_vm(
         cmdline: cmdline.into(),
         timeout: Some(timeout),
         serial_out: Box::new(serial.clone()),
-    })
-    .expect("build VM");
-    (vm, serial)
+        probes: probes.iter().map(|p| p.to_string()).collect(),
+    })?;
+    Ok((vm, serial))
 }

@@ -204,7 +204,10 @@ pub enum GuestWait {
 /// How the vCPU layer should treat a `hlt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HltAction {
-    /// Park the thread in user space until [`ExitHandler::halt_wakeup`] says so.
+    /// The `hlt` was a probe trap: the handler changed the registers (RIP past the displaced
+    /// instruction); write them back and run on.
+    Resume,
+    /// Park the thread in user space until [`ExitHandler::wakeup_pending`] says so.
     Park,
     /// `hlt` should not exit to user space in this configuration: end the vCPU.
     Unexpected,
@@ -232,9 +235,10 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn take_startup(&self, _cpu: usize) -> Option<Startup> {
         None
     }
-    /// What a `hlt` exit means.
-    fn hlt(&self, _cpu: usize) -> HltAction {
-        HltAction::Unexpected
+    /// What a `hlt` exit means; `regs` are the vCPU's registers (RIP after the `hlt`), which
+    /// the handler may change for [`HltAction::Resume`].
+    fn hlt(&self, _cpu: usize, _regs: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
+        Ok(HltAction::Unexpected)
     }
     /// Whether a vCPU parked in `wait` has something that ends the wait (an interrupt it can
     /// take, an NMI, INIT or SIPI). Called with the vCPU's control lock held, so whoever

@@ -277,6 +277,46 @@ impl Runner {
         shared.changed.notify_all();
     }
 
+    /// A `hlt` exit: a probe trap (registers changed and written back), a guest halt (park), or
+    /// unexpected in this configuration.
+    fn on_hlt(&mut self) -> Result<(), Fatal> {
+        let cpu = self.shared.cpu;
+        let mut regs = if self.use_sync_regs {
+            self.fd.sync_regs().regs
+        } else {
+            self.fd.get_regs().map_err(|e| Fatal::Unexpected {
+                exit: format!("KVM_GET_REGS after hlt failed: {e}"),
+            })?
+        };
+        let action = {
+            let _epoch = HandlingEpoch::enter(&self.shared.handling);
+            self.handler
+                .hlt(cpu, &mut regs)
+                .map_err(|what| Fatal::Unhandled { what })?
+        };
+        match action {
+            HltAction::Resume => {
+                if self.use_sync_regs {
+                    self.fd.sync_regs_mut().regs = regs;
+                    self.fd.set_sync_dirty_reg(SyncReg::Register);
+                    Ok(())
+                } else {
+                    self.fd.set_regs(&regs).map_err(|e| Fatal::Unexpected {
+                        exit: format!("KVM_SET_REGS after a probe hit failed: {e}"),
+                    })
+                }
+            }
+            HltAction::Park => {
+                let interrupts_enabled = self.fd.get_kvm_run().if_flag != 0;
+                self.wait = Some(GuestWait::Hlt { interrupts_enabled });
+                Ok(())
+            }
+            HltAction::Unexpected => Err(Fatal::Unexpected {
+                exit: "KVM_EXIT_HLT (hlt with no irqchip to wait on)".into(),
+            }),
+        }
+    }
+
     /// Mirrors a CR8 the guest wrote itself (`mov %reg,%cr8`, which need not exit) into the TPR.
     fn sync_guest_cr8(&mut self, cr8: u64) {
         if self.user_space_apic && cr8 != self.entered_cr8 {
@@ -400,16 +440,7 @@ impl Runner {
             }
             VcpuExit::Hlt => {
                 self.last_exit = ExitKind::Hlt;
-                return match handler.hlt(cpu) {
-                    HltAction::Park => {
-                        let interrupts_enabled = self.fd.get_kvm_run().if_flag != 0;
-                        self.wait = Some(GuestWait::Hlt { interrupts_enabled });
-                        Ok(())
-                    }
-                    HltAction::Unexpected => Err(Fatal::Unexpected {
-                        exit: "KVM_EXIT_HLT (hlt with no irqchip to wait on)".into(),
-                    }),
-                };
+                return self.on_hlt();
             }
             other => {
                 let name = format!("{other:?}");

@@ -72,8 +72,8 @@ impl ExitHandler for Handler {
     fn user_space_apic(&self) -> bool {
         self.user_space_apic
     }
-    fn hlt(&self, _: usize) -> HltAction {
-        HltAction::Park
+    fn hlt(&self, _: usize, _: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
+        Ok(HltAction::Park)
     }
     fn wakeup_pending(&self, _: usize, _: GuestWait) -> bool {
         false

@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use vm_memory::GuestMemoryMmap;
+
 use vcpu::{Entry, ExitHandler, FatalReport, GeneralProtection, GuestWait, HltAction, Startup};
 
 use crate::devices::testdev::{self, IrqLines};
@@ -12,6 +14,7 @@ use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::IrqChipMode;
 use crate::outcome::{EndSignal, Ending};
+use crate::probes::{regs_from_kvm, regs_to_kvm, ProbeSet};
 
 /// Output sink of the guest's serial port.
 pub type SerialOut = Box<dyn Write + Send>;
@@ -28,6 +31,8 @@ pub struct Dispatcher {
     pub(crate) apic: Option<Arc<EmulatedIrqchip>>,
     /// The user-space IOAPIC, under `--irqchip split`.
     pub(crate) split_ioapic: Option<Arc<SplitIoapic>>,
+    /// Armed function-boundary probes, and guest RAM for their displaced instructions.
+    pub(crate) probes: Option<(Arc<ProbeSet>, GuestMemoryMmap)>,
 }
 
 impl Dispatcher {
@@ -132,12 +137,19 @@ impl ExitHandler for Dispatcher {
         self.apic.as_ref()?.take_startup(cpu)
     }
 
-    fn hlt(&self, _cpu: usize) -> HltAction {
-        if self.apic.is_some() {
+    fn hlt(&self, cpu: usize, regs: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
+        if let Some((probes, memory)) = &self.probes {
+            let mut r = regs_from_kvm(regs);
+            if probes.on_hlt(cpu, &mut r, memory)? {
+                regs_to_kvm(&r, regs);
+                return Ok(HltAction::Resume);
+            }
+        }
+        Ok(if self.apic.is_some() {
             HltAction::Park
         } else {
             HltAction::Unexpected
-        }
+        })
     }
 
     fn wakeup_pending(&self, cpu: usize, wait: GuestWait) -> bool {

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod loader;
 pub mod mptable;
 pub mod outcome;
+pub mod probes;
 pub mod vm;
 
 pub use error::VmmError;

@@ -102,6 +102,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         cmdline: args.cmdline.clone(),
         timeout: args.timeout,
         serial_out: Box::new(std::io::stdout()),
+        probes: Vec::new(),
     };
     let vm = Vm::new(config).context("cannot start the VM")?;
     let outcome = vm.run()?;

@@ -27,6 +27,7 @@ use crate::layout::create_guest_memory;
 use crate::loader::load_elf;
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
+use crate::probes::ProbeSet;
 
 /// Most vCPUs a VM may have: APIC IDs 0-254 (255 is the xAPIC broadcast ID).
 pub const MAX_CPUS: usize = 254;
@@ -58,6 +59,8 @@ pub struct VmConfig {
     pub timeout: Option<Duration>,
     /// Where the guest's serial output goes.
     pub serial_out: SerialOut,
+    /// Function-boundary probes to arm before the first instruction (`fbt:...` descriptions).
+    pub probes: Vec<String>,
 }
 
 /// Opens `/dev/kvm` with an error that says how to fix the usual problems.
@@ -88,6 +91,7 @@ pub fn max_cpus(kvm: &Kvm) -> usize {
 pub struct Vm {
     vcpus: Vec<VcpuHandle>,
     apic: Option<Arc<EmulatedIrqchip>>,
+    probes: Option<Arc<ProbeSet>>,
     end: Arc<EndSignal>,
     timeout: Option<Duration>,
     _vm: Arc<VmFd>,
@@ -137,6 +141,18 @@ impl Vm {
             fds.push(fd);
         }
 
+        let probes = if config.probes.is_empty() {
+            None
+        } else if config.irqchip != IrqChipMode::Emulated {
+            return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
+        } else {
+            Some(Arc::new(ProbeSet::arm(
+                &config.image.bytes,
+                &memory,
+                &config.probes,
+                config.cpus,
+            )?))
+        };
         write_boot_tables(
             &memory,
             &BootInfo {
@@ -168,6 +184,7 @@ impl Vm {
             irq_lines,
             apic: apic.clone(),
             split_ioapic,
+            probes: probes.clone().map(|p| (p, memory.clone())),
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
         for (cpu, fd) in fds.into_iter().enumerate() {
@@ -181,6 +198,7 @@ impl Vm {
         Ok(Vm {
             vcpus,
             apic,
+            probes,
             end,
             timeout: config.timeout,
             _vm: vm,
@@ -198,6 +216,11 @@ impl Vm {
     /// outside while the VM runs.
     pub fn memory(&self) -> GuestMemoryMmap {
         self.memory.clone()
+    }
+
+    /// The armed probes (their hit counts stay readable after the run).
+    pub fn probes(&self) -> Option<Arc<ProbeSet>> {
+        self.probes.clone()
     }
 
     /// A handle that ends the run from another thread.
@@ -226,6 +249,9 @@ impl Vm {
         }
         if let Some(apic) = &self.apic {
             apic.stop();
+        }
+        if let Some(probes) = &self.probes {
+            probes.disarm_all(&self.memory);
         }
         Ok(outcome)
     }
