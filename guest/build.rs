@@ -13,11 +13,22 @@ use std::process::Command;
 /// Each guest: its name (the image becomes `OUT_DIR/<name>.elf`) and the sources it links.
 const GUESTS: &[(&str, &[&str])] = &[
     ("hello", &["common", "hello"]),
-    ("smp", &["common", "smp", "mptable", "lapic", "trampoline"]),
+    (
+        "smp",
+        &["common", "smp", "mptable", "lapic", "aps", "trampoline"],
+    ),
     ("fault", &["common", "fault"]),
     (
         "spin",
-        &["common", "spin", "mptable", "lapic", "trampoline"],
+        &[
+            "common",
+            "spin",
+            "cmdline",
+            "mptable",
+            "lapic",
+            "aps",
+            "trampoline",
+        ],
     ),
     (
         "apic-conformance",
@@ -32,13 +43,36 @@ const GUESTS: &[(&str, &[&str])] = &[
             "apic_conf_x2apic",
             "mptable",
             "lapic",
+            "aps",
             "trampoline",
         ],
     ),
-    ("ipi-bench", &["common", "ipi_bench", "lapic", "trampoline"]),
+    (
+        "ipi-bench",
+        &[
+            "common",
+            "ipi_bench",
+            "cmdline",
+            "idt",
+            "stats",
+            "lapic",
+            "aps",
+            "trampoline",
+        ],
+    ),
     (
         "xcall-lab",
-        &["common", "xcall_lab", "mptable", "lapic", "trampoline"],
+        &[
+            "common",
+            "xcall_lab",
+            "cmdline",
+            "idt",
+            "stats",
+            "mptable",
+            "lapic",
+            "aps",
+            "trampoline",
+        ],
     ),
 ];
 

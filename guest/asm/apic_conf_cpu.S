@@ -4,7 +4,7 @@
  * interrupt entry stubs, the interrupt dispatcher with per-check hooks,
  * local APIC access in xAPIC (MMIO) or x2APIC (MSR) mode, IPIs, IOAPIC and
  * IRQ-test-device access, MSR access that survives a #GP, bounded waits,
- * starting the APs (INIT-SIPI-SIPI through trampoline.S), the APs' idle loop
+ * starting the APs (INIT-SIPI-SIPI: aps.S, trampoline.S), the APs' idle loop
  * with its command mailbox, and the state reset run between checks.
  *
  * Interrupt handling: every vector 32-255 enters irq_common through a
@@ -235,15 +235,7 @@ END(irq_stubs)
  * PC_STRAY_OK is set is counted like an interrupt; anything else is fatal.
  */
 FUNCTION(exception_common)
-    push    %rax
-    push    %rcx
-    push    %rdx
-    push    %rsi
-    push    %rdi
-    push    %r8
-    push    %r9
-    push    %r10
-    push    %r11
+    PUSH_SCRATCH
     mov     72(%rsp), %edi              /* vector */
     cmp     $13, %edi
     jne     1f
@@ -263,15 +255,7 @@ FUNCTION(exception_common)
 2:  mov     80(%rsp), %rsi              /* error code */
     mov     88(%rsp), %rdx              /* RIP */
     call    exception_report
-3:  pop     %r11
-    pop     %r10
-    pop     %r9
-    pop     %r8
-    pop     %rdi
-    pop     %rsi
-    pop     %rdx
-    pop     %rcx
-    pop     %rax
+3:  POP_SCRATCH
     add     $16, %rsp
     iretq
 END(exception_common)
@@ -338,26 +322,10 @@ END(nmi_entry)
 
 /* irq_common: stack = vector, RIP, CS, RFLAGS, RSP, SS. Saves the scratch registers. */
 FUNCTION(irq_common)
-    push    %rax
-    push    %rcx
-    push    %rdx
-    push    %rsi
-    push    %rdi
-    push    %r8
-    push    %r9
-    push    %r10
-    push    %r11
+    PUSH_SCRATCH
     mov     72(%rsp), %edi
     call    irq_dispatch
-    pop     %r11
-    pop     %r10
-    pop     %r9
-    pop     %r8
-    pop     %rdi
-    pop     %rsi
-    pop     %rdx
-    pop     %rcx
-    pop     %rax
+    POP_SCRATCH
     add     $8, %rsp
     iretq
 END(irq_common)
@@ -831,75 +799,28 @@ FUNCTION(irq_line)
 END(irq_line)
 
 /*
- * start_all_aps(): stores the BSP's CR3, CR0 and EFER for trampoline.S, then
- * starts each AP slot in turn with INIT, SIPI, SIPI and waits for it to
- * reach its idle loop. Stops at the first AP that does not come online.
+ * start_all_aps(): starts each AP slot in turn with INIT, SIPI, SIPI
+ * (start_aps_listed, aps.S: the AP finds its slot in ap_boot_slot) and
+ * waits for it to reach its idle loop; adds the slots that came online to
+ * online_mask. Stops at the first AP that does not come online
+ * (ap_ipi_busy = 1 if an INIT or SIPI stayed busy in the ICR).
  */
 FUNCTION(start_all_aps)
     push    %rbp
     mov     %rsp, %rbp
-    push    %rbx
-    push    %r12
-    push    %r13
-    mov     %cr3, %rax
-    mov     %rax, tramp_cr3(%rip)
-    mov     %cr0, %rax
-    mov     %rax, tramp_cr0(%rip)
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    and     $~EFER_LMA, %eax
-    or      $EFER_LME, %eax
-    mov     %eax, tramp_efer(%rip)
-    mov     %edx, tramp_efer + 4(%rip)
-    xor     %ebx, %ebx                  /* slot */
-1:  cmp     cpu_slots(%rip), %ebx
-    jae     9f
-    cmp     bsp_slot(%rip), %ebx
-    je      2f
-    lea     1(%rbx), %eax
-    imul    $AP_STACK_SIZE, %eax
-    lea     ap_stacks(%rip), %rcx
-    add     %rcx, %rax
-    mov     %rax, tramp_stack_top(%rip)
-    mov     %ebx, ap_boot_slot(%rip)
-    mov     cpus_online(%rip), %r13d
-    inc     %r13d
-    mov     %ebx, %edi
-    call    percpu_of
-    mov     PC_APIC_ID(%rax), %r12d
-    mov     %r12d, %edi
-    mov     $ICR_INIT_ASSERT, %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %r12d, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %r12d, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     %r13d, %edi
-    call    wait_for_online
-    test    %eax, %eax
-    jnz     9f
-    mov     %ebx, %ecx
+    lea     cpu_apic_ids(%rip), %rdi
+    mov     cpu_slots(%rip), %esi
+    lea     ap_stacks(%rip), %rdx
+    mov     $TEST_STACK_SHIFT, %ecx
+    call    start_aps_listed
+    cmp     $EXIT_IPI_TIMEOUT, %eax
+    jne     1f
+    movl    $1, ap_ipi_busy(%rip)
+1:  mov     %edx, %ecx                  /* slots below the one that failed are online */
     mov     $1, %eax
     shl     %cl, %eax
+    dec     %eax
     or      %eax, online_mask(%rip)
-2:  inc     %ebx
-    jmp     1b
-8:  movl    $1, ap_ipi_busy(%rip)
-9:  pop     %r13
-    pop     %r12
-    pop     %rbx
     pop     %rbp
     ret
 END(start_all_aps)
@@ -1068,11 +989,7 @@ FUNCTION(zero_counts_all)
     movl    $0, PC_NMI_COUNT(%rax)
     movl    $0, PC_FAULTS(%rax)
     lea     PC_COUNTS(%rax), %rdi
-    mov     $128, %ecx
-2:  movq    $0, (%rdi)
-    add     $8, %rdi
-    dec     %ecx
-    jnz     2b
+    ZERO_QWORDS 128
     inc     %ebx
     jmp     1b
 3:  pop     %rbx
@@ -1110,11 +1027,7 @@ FUNCTION(verify_delivery)
     jmp     1b
 2:  call    settle
     xor     %ebx, %ebx
-3:  cmp     cpu_slots(%rip), %ebx
-    jae     4f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     6f
+3:  ONLINE_SLOT %ebx, 4f, 6f
     mov     %ebx, %edi
     call    percpu_of
     mov     PC_COUNTS(%rax,%r12,4), %r8d
@@ -1180,11 +1093,7 @@ FUNCTION(cleanup_check)
     push    %rbx
     cli
     lea     irq_hooks(%rip), %rdi
-    mov     $256, %ecx
-1:  movq    $0, (%rdi)
-    add     $8, %rdi
-    dec     %ecx
-    jnz     1b
+    ZERO_QWORDS 256
     movl    $0, %gs:PC_STRAY_OK
     movq    $0, %gs:PC_FIXUP
     call    apic_restore_xapic
@@ -1236,11 +1145,7 @@ FUNCTION(cleanup_check)
     cmpl    $0, aps_dirty(%rip)
     je      4f
     xor     %ebx, %ebx
-3:  cmp     cpu_slots(%rip), %ebx
-    jae     5f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     6f
+3:  ONLINE_SLOT %ebx, 5f, 6f
     cmp     bsp_slot(%rip), %ebx
     je      6f
     mov     %ebx, %edi
@@ -1281,9 +1186,6 @@ msg_exc4:       .asciz " on cpu "
 idt_ptr:
     .word 256 * 16 - 1
     .quad idt
-OBJECT(cpus_online)
-    .long 1                             /* CPUs in their idle loop, the BSP included */
-END(cpus_online)
 
     .bss
     .p2align 12
@@ -1300,9 +1202,6 @@ END(ap_stacks)
 OBJECT(irq_hooks)
     .space 256 * 8                      /* per vector: hook(vector, count) or 0 */
 END(irq_hooks)
-OBJECT(ap_boot_slot)
-    .long 0                             /* slot of the AP being started */
-END(ap_boot_slot)
 OBJECT(aps_dirty)
     .long 0                             /* 1: the check changed APs' TPR/DFR/LDR */
 END(aps_dirty)

@@ -132,10 +132,7 @@ FUNCTION(check_ioapic_level)
     mov     $VEC_IOAPIC_LEVEL, %edi
     call    wait_irr_bit
     EXPECT_EQ %eax, $1, "IRR bit of 0x62 after raising line 10 (IF=0)"
-    mov     $APIC_TMR, %edi
-    mov     $VEC_IOAPIC_LEVEL, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $1, "TMR bit of the level-triggered 0x62 once accepted"
+    EXPECT_VECTOR_BIT APIC_TMR, VEC_IOAPIC_LEVEL, 1, "TMR bit of the level-triggered 0x62 once accepted"
     mov     $PIN_LEVEL, %edi
     call    ioapic_remote_irr
     EXPECT_EQ %eax, $1, "remote IRR of entry 10 once the local APIC accepted"
@@ -153,10 +150,7 @@ FUNCTION(check_ioapic_level)
     mov     $PIN_LEVEL, %edi
     call    ioapic_remote_irr
     EXPECT_EQ %eax, $0, "remote IRR at the end"
-    mov     $APIC_IRR, %edi
-    mov     $VEC_IOAPIC_LEVEL, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $0, "IRR bit of 0x62 at the end"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_IOAPIC_LEVEL, 0, "IRR bit of 0x62 at the end"
     CHECK_PASS
 END(check_ioapic_level)
 

@@ -64,10 +64,7 @@ FUNCTION(check_interrupt_return)
     mov     $VEC_RETURN, %edi
     call    ipi_self
     EXPECT_EQ %eax, $0, "ICR delivery status after a self IPI (1: stayed busy)"
-    mov     $APIC_IRR, %edi
-    mov     $VEC_RETURN, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $1, "IRR bit of 0x51 sent with IF=0"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_RETURN, 1, "IRR bit of 0x51 sent with IF=0"
     EXPECT_EQ COUNT(VEC_RETURN), $0, "deliveries of 0x51 with IF=0"
     mov     %rsp, %r12
     sti
@@ -85,14 +82,8 @@ FUNCTION(check_interrupt_return)
     call    settle
     cli
     EXPECT_EQ COUNT(VEC_RETURN), $1, "deliveries of 0x51"
-    mov     $APIC_ISR, %edi
-    mov     $VEC_RETURN, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $0, "ISR bit of 0x51 after its EOI"
-    mov     $APIC_IRR, %edi
-    mov     $VEC_RETURN, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $0, "IRR bit of 0x51 after delivery"
+    EXPECT_VECTOR_BIT APIC_ISR, VEC_RETURN, 0, "ISR bit of 0x51 after its EOI"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_RETURN, 0, "IRR bit of 0x51 after delivery"
     CHECK_PASS
 END(check_interrupt_return)
 
@@ -151,11 +142,7 @@ END(check_apic_id)
 FUNCTION(check_reset_state)
     CHECK_ENTER
     xor     %ebx, %ebx                  /* slot */
-1:  cmp     cpu_slots(%rip), %ebx
-    jae     5f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     4f
+1:  ONLINE_SLOT %ebx, 5f, 4f
     mov     %ebx, fail_cpu(%rip)
     mov     %ebx, %edi
     call    percpu_of
@@ -288,10 +275,7 @@ FUNCTION(check_tpr_masking)
     call    ipi_self
     call    settle
     EXPECT_EQ COUNT(VEC_TPR), $0, "deliveries of 0x45 with TPR 0x50"
-    mov     $APIC_IRR, %edi
-    mov     $VEC_TPR, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $1, "IRR bit of 0x45 held back by TPR 0x50"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_TPR, 1, "IRR bit of 0x45 held back by TPR 0x50"
     mov     $APIC_PPR, %edi
     call    lapic_read
     EXPECT_EQ %eax, $0x50, "PPR with TPR 0x50 and nothing in service"
@@ -307,10 +291,7 @@ FUNCTION(check_tpr_masking)
     call    settle
     cli
     EXPECT_EQ COUNT(VEC_TPR), $1, "deliveries of 0x45"
-    mov     $APIC_IRR, %edi
-    mov     $VEC_TPR, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $0, "IRR bit of 0x45 after delivery"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_TPR, 0, "IRR bit of 0x45 after delivery"
     CHECK_PASS
 END(check_tpr_masking)
 
@@ -413,14 +394,8 @@ FUNCTION(check_priority_order)
     call    ipi_self
     mov     $VEC_ORDER_LOW2, %edi
     call    ipi_self
-    mov     $APIC_IRR, %edi
-    mov     $VEC_ORDER_HIGH, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $1, "IRR bit of 0x81 with IF=0"
-    mov     $APIC_IRR, %edi
-    mov     $VEC_ORDER_LOW, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $1, "IRR bit of 0x41 with IF=0"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_ORDER_HIGH, 1, "IRR bit of 0x81 with IF=0"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_ORDER_LOW, 1, "IRR bit of 0x41 with IF=0"
     EXPECT_EQ %gs:PC_LOG_LEN, $0, "deliveries with IF=0"
     sti
     mov     %gs:PC_SELF, %rdi
@@ -546,10 +521,7 @@ FUNCTION(check_early_eoi)
     EXPECT_EQ 16(%rbx), $1, "IRR bit of the 0x71 sent inside the handler (pending)"
     EXPECT_EQ COUNT(VEC_EARLY_EOI), $2, "deliveries of 0x71 (the pending one exactly once after iretq)"
     EXPECT_LOG early_eoi_expected, 3, "delivery log (2 = first handler returning), position"
-    mov     $APIC_IRR, %edi
-    mov     $VEC_EARLY_EOI, %esi
-    call    lapic_vector_bit
-    EXPECT_EQ %eax, $0, "IRR bit of 0x71 at the end"
+    EXPECT_VECTOR_BIT APIC_IRR, VEC_EARLY_EOI, 0, "IRR bit of 0x71 at the end"
     CHECK_PASS
 END(check_early_eoi)
 

@@ -102,11 +102,7 @@ FUNCTION(check_icr_shorthands)
     and     online_mask(%rip), %eax
     EXPECT_DELIVERY VEC_SHORTHAND, %eax, "all-excluding-self shorthand: deliveries of 0xa1"
     xor     %ebx, %ebx                  /* no shorthand, physical destination = each CPU */
-1:  cmp     cpu_slots(%rip), %ebx
-    jae     2f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     3f
+1:  ONLINE_SLOT %ebx, 2f, 3f
     call    zero_counts_all
     mov     %ebx, %edi
     call    percpu_of
@@ -178,11 +174,7 @@ FUNCTION(logical_expected)
     mov     %edi, %r12d
     xor     %r13d, %r13d                /* result */
     xor     %ebx, %ebx
-1:  cmp     cpu_slots(%rip), %ebx
-    jae     8f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     4f
+1:  ONLINE_SLOT %ebx, 8f, 4f
     mov     %ebx, %edi
     cmpl    $0, logical_cluster_mode(%rip)
     jne     2f
@@ -227,11 +219,7 @@ FUNCTION(setup_logical)
     jz      1f
     mov     $DFR_CLUSTER, %r12d
 1:  xor     %ebx, %ebx
-2:  cmp     cpu_slots(%rip), %ebx
-    jae     8f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     3f
+2:  ONLINE_SLOT %ebx, 8f, 3f
     mov     %ebx, %edi
     mov     $APIC_DFR, %esi
     mov     %r12d, %edx
@@ -301,11 +289,17 @@ FUNCTION(logical_cases)
     ret
 END(logical_cases)
 
-/* check_logical_flat() -> %eax: RESULT_*. */
-FUNCTION(check_logical_flat)
+/*
+ * LOGICAL_CHECK model, ldr_of, dfr, mdas, mdas_end, vector, what: the body
+ * of check_logical_flat / check_logical_cluster. Puts every online CPU in
+ * the model (setup_logical: 0 flat, 1 cluster), checks the BSP's LDR
+ * (ldr_of(bsp_slot)) and DFR read back, then sends a fixed logical IPI with
+ * `vector` to each MDA in [mdas, mdas_end) and checks who took it.
+ */
+.macro LOGICAL_CHECK model:req, ldr_of:req, dfr:req, mdas:req, mdas_end:req, vector:req, what:req
     CHECK_ENTER
     cli
-    xor     %edi, %edi
+    mov     $\model, %edi
     call    setup_logical
     test    %eax, %eax
     jz      1f
@@ -314,61 +308,32 @@ FUNCTION(check_logical_flat)
     call    lapic_read
     mov     %eax, %r12d
     mov     bsp_slot(%rip), %edi
-    call    flat_ldr
+    call    \ldr_of
     EXPECT_EQ %r12d, %eax, "LDR read back"
     mov     $APIC_DFR, %edi
     call    lapic_read
-    EXPECT_EQ %eax, $DFR_FLAT, "DFR read back"
+    EXPECT_EQ %eax, $\dfr, "DFR read back"
     sti
-    lea     flat_mdas(%rip), %rdi
-    mov     $(flat_mdas_end - flat_mdas), %esi
-    mov     $VEC_FLAT, %edx
+    lea     \mdas(%rip), %rdi
+    mov     $(\mdas_end - \mdas), %esi
+    mov     $\vector, %edx
     call    logical_cases
     test    %eax, %eax
     jz      2f
-    DEFINE_STR .Lflat_what, "deliveries of 0xa2 to flat logical destination"
-    lea     .Lflat_what(%rip), %rdi
-    mov     %r9, %rsi
-    mov     %r8, %rdx
-    lea     rel_eq(%rip), %rcx
-    jmp     check_fail_cmp
+    DEFINE_STR .Llogical_what\@, "\what"
+    FAIL_CMP .Llogical_what\@, %r9, %r8, rel_eq
 2:  cli
     CHECK_PASS
+.endm
+
+/* check_logical_flat() -> %eax: RESULT_*. */
+FUNCTION(check_logical_flat)
+    LOGICAL_CHECK 0, flat_ldr, DFR_FLAT, flat_mdas, flat_mdas_end, VEC_FLAT, "deliveries of 0xa2 to flat logical destination"
 END(check_logical_flat)
 
 /* check_logical_cluster() -> %eax: RESULT_*. */
 FUNCTION(check_logical_cluster)
-    CHECK_ENTER
-    cli
-    mov     $1, %edi
-    call    setup_logical
-    test    %eax, %eax
-    jz      1f
-    FAIL_MSG "an AP did not answer a register-write command"
-1:  mov     $APIC_LDR, %edi
-    call    lapic_read
-    mov     %eax, %r12d
-    mov     bsp_slot(%rip), %edi
-    call    cluster_ldr
-    EXPECT_EQ %r12d, %eax, "LDR read back"
-    mov     $APIC_DFR, %edi
-    call    lapic_read
-    EXPECT_EQ %eax, $DFR_CLUSTER, "DFR read back"
-    sti
-    lea     cluster_mdas(%rip), %rdi
-    mov     $(cluster_mdas_end - cluster_mdas), %esi
-    mov     $VEC_CLUSTER, %edx
-    call    logical_cases
-    test    %eax, %eax
-    jz      2f
-    DEFINE_STR .Lcluster_what, "deliveries of 0xa3 to cluster logical destination"
-    lea     .Lcluster_what(%rip), %rdi
-    mov     %r9, %rsi
-    mov     %r8, %rdx
-    lea     rel_eq(%rip), %rcx
-    jmp     check_fail_cmp
-2:  cli
-    CHECK_PASS
+    LOGICAL_CHECK 1, cluster_ldr, DFR_CLUSTER, cluster_mdas, cluster_mdas_end, VEC_CLUSTER, "deliveries of 0xa3 to cluster logical destination"
 END(check_logical_cluster)
 
 /* check_lowest_priority() -> %eax: RESULT_*. */
@@ -383,11 +348,7 @@ FUNCTION(check_lowest_priority)
     test    %eax, %eax
     jnz     8f
     xor     %ebx, %ebx                  /* every CPU: TPR 0x40 */
-2:  cmp     cpu_slots(%rip), %ebx
-    jae     3f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     4f
+2:  ONLINE_SLOT %ebx, 3f, 4f
     mov     %ebx, %edi
     mov     $APIC_TPR, %esi
     mov     $0x40, %edx
@@ -398,11 +359,7 @@ FUNCTION(check_lowest_priority)
     jmp     2b
 3:  sti
     xor     %ebx, %ebx                  /* target slot */
-5:  cmp     cpu_slots(%rip), %ebx
-    jae     7f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     6f
+5:  ONLINE_SLOT %ebx, 7f, 6f
     mov     %ebx, %edi
     mov     $APIC_TPR, %esi
     mov     $0x10, %edx
@@ -449,11 +406,7 @@ FUNCTION(check_nmi)
     EXPECT_EQ %eax, $0, "ISR bits after the NMI"
     EXPECT_EQ %gs:PC_LOG_LEN, $0, "maskable interrupts delivered by the NMI IPI"
     xor     %ebx, %ebx
-1:  cmp     cpu_slots(%rip), %ebx
-    jae     3f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     2f
+1:  ONLINE_SLOT %ebx, 3f, 2f
     cmp     bsp_slot(%rip), %ebx
     je      2f
     mov     %ebx, fail_cpu(%rip)
@@ -472,11 +425,7 @@ FUNCTION(check_nmi)
     jmp     1b
 3:  call    settle
     xor     %ebx, %ebx
-4:  cmp     cpu_slots(%rip), %ebx
-    jae     6f
-    mov     online_mask(%rip), %eax
-    bt      %ebx, %eax
-    jnc     5f
+4:  ONLINE_SLOT %ebx, 6f, 5f
     mov     %ebx, fail_cpu(%rip)
     mov     %ebx, %edi
     call    percpu_of

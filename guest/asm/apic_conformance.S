@@ -100,7 +100,7 @@ FUNCTION(guest_main)
     mov     $1, %eax
     cpuid
     mov     %ecx, cpuid1_ecx(%rip)
-    call    mask_legacy_pic
+    call    pic_mask                    /* ISA IRQs only through the IOAPIC (lapic.S) */
     call    start_all_aps
     call    run_checks
     call    print_summary
@@ -123,17 +123,6 @@ FUNCTION(guest_main)
 9:  mov     %eax, %edi
     call    conformance_exit
 END(guest_main)
-
-/* mask_legacy_pic(): masks every 8259 line so ISA IRQs only come through the IOAPIC. */
-FUNCTION(mask_legacy_pic)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     $0xff, %al
-    out     %al, $PIC1_DATA
-    out     %al, $PIC2_DATA
-    pop     %rbp
-    ret
-END(mask_legacy_pic)
 
 /* run_checks(): runs every selected check in table order and counts the results. */
 FUNCTION(run_checks)
@@ -241,21 +230,10 @@ FUNCTION(check_fail_cmp)
     call    serial_putc
     mov     fail_arg(%rip), %rdi
     call    print_hex
-1:  lea     str_expected(%rip), %rdi
-    call    serial_puts
+1:  PUTS    str_expected
     mov     fail_rel(%rip), %rdi
     call    serial_puts
-    mov     fail_want(%rip), %rdi
-    call    print_hex
-    lea     str_got(%rip), %rdi
-    call    serial_puts
-    mov     fail_got(%rip), %rdi
-    call    print_hex
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
-    call    serial_unlock
-    mov     $RESULT_FAIL, %eax
-    jmp     check_return
+    jmp     check_fail_values
 END(check_fail_cmp)
 
 /* check_fail_timeout (jumped to): like check_fail_cmp with ": timed out" and "at least". */
@@ -266,20 +244,24 @@ FUNCTION(check_fail_timeout)
     call    fail_prefix
     mov     fail_what(%rip), %rdi
     call    serial_puts
-    lea     str_timed_out(%rip), %rdi
-    call    serial_puts
+    PUTS    str_timed_out
+    jmp     check_fail_values
+END(check_fail_timeout)
+
+/*
+ * check_fail_values (jumped to from check_fail_cmp / check_fail_timeout, the
+ * serial lock held): ends the FAIL line with "0x<want>, got 0x<got>" and
+ * returns RESULT_FAIL from the check.
+ */
+FUNCTION(check_fail_values)
     mov     fail_want(%rip), %rdi
     call    print_hex
-    lea     str_got(%rip), %rdi
-    call    serial_puts
+    PUTS    str_got
     mov     fail_got(%rip), %rdi
     call    print_hex
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
-    call    serial_unlock
-    mov     $RESULT_FAIL, %eax
-    jmp     check_return
-END(check_fail_timeout)
+    mov     $RESULT_FAIL, %ebx
+    jmp     check_end_line
+END(check_fail_values)
 
 /* check_fail_text (jumped to): text = %rdi. Prints "FAIL <check>: [cpu N: ]text". */
 FUNCTION(check_fail_text)
@@ -287,11 +269,8 @@ FUNCTION(check_fail_text)
     call    fail_prefix
     mov     fail_what(%rip), %rdi
     call    serial_puts
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
-    call    serial_unlock
-    mov     $RESULT_FAIL, %eax
-    jmp     check_return
+    mov     $RESULT_FAIL, %ebx
+    jmp     check_end_line
 END(check_fail_text)
 
 /* check_skip (jumped to): reason = %rdi. Prints "SKIP <check>: reason", returns RESULT_SKIP. */
@@ -299,16 +278,24 @@ FUNCTION(check_skip)
     mov     %rdi, fail_what(%rip)
     lea     str_skip(%rip), %rdi
     call    report_prefix
-    lea     str_colon(%rip), %rdi
-    call    serial_puts
+    PUTS    str_colon
     mov     fail_what(%rip), %rdi
     call    serial_puts
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
-    call    serial_unlock
-    mov     $RESULT_SKIP, %eax
-    jmp     check_return
+    mov     $RESULT_SKIP, %ebx
+    jmp     check_end_line
 END(check_skip)
+
+/*
+ * check_end_line (jumped to, result = %ebx, the serial lock held): ends the
+ * report line, releases the lock and returns result from the check
+ * (check_return restores the check's %rbx).
+ */
+FUNCTION(check_end_line)
+    PUTS    msg_newline
+    call    serial_unlock
+    mov     %ebx, %eax
+    jmp     check_return
+END(check_end_line)
 
 /* check_return (jumped to, %eax = result): unwinds a CHECK_ENTER frame and returns. */
 FUNCTION(check_return)
@@ -480,11 +467,7 @@ FUNCTION(prepare_check)
     cli
     call    zero_counts_all
     lea     hook_rec(%rip), %rdi
-    mov     $16, %ecx
-1:  movq    $0, (%rdi)
-    add     $8, %rdi
-    dec     %ecx
-    jnz     1b
+    ZERO_QWORDS 16
     movl    $-1, fail_cpu(%rip)
     movq    $-1, fail_arg(%rip)
     pop     %rbp
@@ -625,9 +608,6 @@ END(cpu_slots)
 OBJECT(bsp_slot)
     .long 0
 END(bsp_slot)
-OBJECT(bsp_apic_id)
-    .long 0
-END(bsp_apic_id)
 OBJECT(online_mask)
     .long 0                             /* bit n: slot n runs (BSP included) */
 END(online_mask)

@@ -11,7 +11,8 @@
 
 /* How many CPUs the guest starts and checks (slots = MP table order). */
 #define MAX_TEST_CPUS       8
-#define AP_STACK_SIZE       16384
+#define TEST_STACK_SHIFT    14          /* 16 KiB per AP */
+#define AP_STACK_SIZE       (1 << TEST_STACK_SHIFT)
 #define PERCPU_SIZE         4096
 
 /* Local APIC registers: xAPIC MMIO offsets; the x2APIC MSR is 0x800 + (offset >> 4). */
@@ -95,8 +96,6 @@
 #define REDIR_REMOTE_IRR    0x4000
 #define REDIR_MASKED        0x10000
 #define TESTDEV_IRQ_PORT    0x2000
-#define PIC1_DATA           0x21
-#define PIC2_DATA           0xa1
 #define PIN_LEVEL           10
 #define PIN_DIRECTED        11
 
@@ -205,93 +204,71 @@
     .popsection
 .endm
 
-/* Fails the check ("what: expected <want>, got <got>") unless got == want (32-bit). */
-.macro EXPECT_EQ got:req, want:req, what:req
-    DEFINE_STR .Lwhat\@, "\what"
-    mov     \got, %r11d
-    mov     \want, %r10d
-    cmp     %r10d, %r11d
-    je      .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r10, %rsi
-    mov     %r11, %rdx
-    lea     rel_eq(%rip), %rcx
+/* FAIL_CMP what, want, got, rel: jumps to check_fail_cmp(what, want, got, relation). */
+.macro FAIL_CMP what:req, want:req, got:req, rel:req
+    lea     \what(%rip), %rdi
+    mov     \want, %rsi
+    mov     \got, %rdx
+    lea     \rel(%rip), %rcx
     jmp     check_fail_cmp
+.endm
+
+/*
+ * EXPECT_CMP got, want, what, jok, rel[, gotreg, wantreg]: fails the check
+ * ("what: expected <rel><want>, got <got>") unless `cmp want, got` makes jok
+ * jump; compares in %r11d/%r10d (32-bit) unless other registers are given.
+ */
+.macro EXPECT_CMP got:req, want:req, what:req, jok:req, rel:req, gotreg=%r11d, wantreg=%r10d
+    DEFINE_STR .Lwhat\@, "\what"
+    mov     \got, \gotreg
+    mov     \want, \wantreg
+    cmp     \wantreg, \gotreg
+    \jok     .Lok\@
+    FAIL_CMP .Lwhat\@, %r10, %r11, \rel
 .Lok\@:
+.endm
+
+/* Fails unless got == want (32-bit). */
+.macro EXPECT_EQ got:req, want:req, what:req
+    EXPECT_CMP \got, \want, "\what", je, rel_eq
 .endm
 
 /* 64-bit EXPECT_EQ. */
 .macro EXPECT_EQ64 got:req, want:req, what:req
-    DEFINE_STR .Lwhat\@, "\what"
-    mov     \got, %r11
-    mov     \want, %r10
-    cmp     %r10, %r11
-    je      .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r10, %rsi
-    mov     %r11, %rdx
-    lea     rel_eq(%rip), %rcx
-    jmp     check_fail_cmp
-.Lok\@:
+    EXPECT_CMP \got, \want, "\what", je, rel_eq, %r11, %r10
 .endm
 
 /* Fails unless got >= want (unsigned, 32-bit). */
 .macro EXPECT_GE got:req, want:req, what:req
-    DEFINE_STR .Lwhat\@, "\what"
-    mov     \got, %r11d
-    mov     \want, %r10d
-    cmp     %r10d, %r11d
-    jae     .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r10, %rsi
-    mov     %r11, %rdx
-    lea     rel_ge(%rip), %rcx
-    jmp     check_fail_cmp
-.Lok\@:
+    EXPECT_CMP \got, \want, "\what", jae, rel_ge
+.endm
+
+/* 64-bit EXPECT_GE. */
+.macro EXPECT_GE64 got:req, want:req, what:req
+    EXPECT_CMP \got, \want, "\what", jae, rel_ge, %r11, %r10
 .endm
 
 /* Fails unless got <= want (unsigned, 32-bit). */
 .macro EXPECT_LE got:req, want:req, what:req
-    DEFINE_STR .Lwhat\@, "\what"
-    mov     \got, %r11d
-    mov     \want, %r10d
-    cmp     %r10d, %r11d
-    jbe     .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r10, %rsi
-    mov     %r11, %rdx
-    lea     rel_le(%rip), %rcx
-    jmp     check_fail_cmp
-.Lok\@:
+    EXPECT_CMP \got, \want, "\what", jbe, rel_le
 .endm
 
 /* Fails unless got < want (unsigned, 32-bit). */
 .macro EXPECT_LT got:req, want:req, what:req
-    DEFINE_STR .Lwhat\@, "\what"
-    mov     \got, %r11d
-    mov     \want, %r10d
-    cmp     %r10d, %r11d
-    jb      .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r10, %rsi
-    mov     %r11, %rdx
-    lea     rel_lt(%rip), %rcx
-    jmp     check_fail_cmp
-.Lok\@:
+    EXPECT_CMP \got, \want, "\what", jb, rel_lt
 .endm
 
-/* Fails unless got (32-bit) is not zero. */
+/* Fails unless got (32-bit) is not zero ("expected not 0x0"). */
 .macro EXPECT_NZ got:req, what:req
-    DEFINE_STR .Lwhat\@, "\what"
-    mov     \got, %r11d
-    test    %r11d, %r11d
-    jnz     .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    xor     %esi, %esi
-    mov     %r11, %rdx
-    lea     rel_ne(%rip), %rcx
-    jmp     check_fail_cmp
-.Lok\@:
+    EXPECT_CMP \got, $0, "\what", jne, rel_ne
+.endm
+
+/* Fails unless bit `vector` of the APIC's 256-bit register `reg` (APIC_IRR, _ISR, _TMR) is `want`. */
+.macro EXPECT_VECTOR_BIT reg:req, vector:req, want:req, what:req
+    mov     $\reg, %edi
+    mov     $\vector, %esi
+    call    lapic_vector_bit
+    EXPECT_EQ %eax, $\want, "\what"
 .endm
 
 /* Fails the check with a fixed message. */
@@ -328,6 +305,27 @@
 .Lok\@:
 .endm
 
+/*
+ * ONLINE_SLOT slot, done, skip: heads a loop over the slots: jumps to done
+ * once slot reaches cpu_slots, to skip if that CPU is not online (clobbers %eax).
+ */
+.macro ONLINE_SLOT slot:req, done:req, skip:req
+    cmp     cpu_slots(%rip), \slot
+    jae     \done
+    mov     online_mask(%rip), %eax
+    bt      \slot, %eax
+    jnc     \skip
+.endm
+
+/* ZERO_QWORDS count: zeroes count u64s from %rdi on (clobbers %rdi, %ecx). */
+.macro ZERO_QWORDS count:req
+    mov     $(\count), %ecx
+70: movq    $0, (%rdi)
+    add     $8, %rdi
+    dec     %ecx
+    jnz     70b
+.endm
+
 /* This CPU's delivery count of `vector`, as a memory operand. */
 #define COUNT(vector) %gs:PC_COUNTS+4*vector
 
@@ -342,26 +340,7 @@
     call    verify_delivery
     test    %eax, %eax
     jz      .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r9, %rsi
-    mov     %r8, %rdx
-    lea     rel_eq(%rip), %rcx
-    jmp     check_fail_cmp
-.Lok\@:
-.endm
-
-/* 64-bit EXPECT_GE. */
-.macro EXPECT_GE64 got:req, want:req, what:req
-    DEFINE_STR .Lwhat\@, "\what"
-    mov     \got, %r11
-    mov     \want, %r10
-    cmp     %r10, %r11
-    jae     .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r10, %rsi
-    mov     %r11, %rdx
-    lea     rel_ge(%rip), %rcx
-    jmp     check_fail_cmp
+    FAIL_CMP .Lwhat\@, %r9, %r8, rel_eq
 .Lok\@:
 .endm
 
@@ -376,11 +355,7 @@
     call    log_compare
     test    %eax, %eax
     jz      .Lok\@
-    lea     .Lwhat\@(%rip), %rdi
-    mov     %r9, %rsi
-    mov     %r8, %rdx
-    lea     rel_eq(%rip), %rcx
-    jmp     check_fail_cmp
+    FAIL_CMP .Lwhat\@, %r9, %r8, rel_eq
 .Lok\@:
 .endm
 

@@ -1,7 +1,8 @@
 /*
  * common.h: constants and macros shared by every guest's assembly files.
  *
- * Included (through the C preprocessor) by each .S file; holds no code.
+ * Included (through the C preprocessor) by each .S file; holds no code
+ * outside macros.
  * Values mirror the boot contract between hvtrace's VMM and its guests.
  */
 #ifndef GUEST_COMMON_H
@@ -13,6 +14,51 @@
 #define END(name) .size name, . - name
 /* Declares a global data object (close it with END). */
 #define OBJECT(name) .globl name; .type name, @object; name:
+
+/* PUTS label: serial_puts(label). */
+.macro PUTS label:req
+    lea     \label(%rip), %rdi
+    call    serial_puts
+.endm
+
+/* PUTDEC32 mem: print_dec of the u32 at mem. */
+.macro PUTDEC32 mem:req
+    mov     \mem, %edi
+    call    print_dec
+.endm
+
+/* PUSH_SCRATCH: saves the registers the SysV ABI lets a callee clobber (9 pushes, 72 bytes). */
+.macro PUSH_SCRATCH
+    push    %rax
+    push    %rcx
+    push    %rdx
+    push    %rsi
+    push    %rdi
+    push    %r8
+    push    %r9
+    push    %r10
+    push    %r11
+.endm
+
+/* POP_SCRATCH: restores what PUSH_SCRATCH saved. */
+.macro POP_SCRATCH
+    pop     %r11
+    pop     %r10
+    pop     %r9
+    pop     %r8
+    pop     %rdi
+    pop     %rsi
+    pop     %rdx
+    pop     %rcx
+    pop     %rax
+.endm
+
+/* READ_TSC: %rax = the TSC (clobbers %rdx). */
+.macro READ_TSC
+    rdtsc
+    shl     $32, %rdx
+    or      %rdx, %rax
+.endm
 
 /* Boot-info block passed in RDI at entry (physical 0x1000). */
 #define BOOT_INFO_MAGIC     0x42545648  /* "HVTB" */
@@ -56,6 +102,10 @@
 #define ICR_STARTUP         0x4600      /* SIPI; OR in the vector */
 #define ICR_BUSY            0x1000      /* delivery status */
 #define ICR_POLL_LIMIT      100000
+
+/* 8259 PIC data (mask) ports. */
+#define PIC1_DATA           0x21
+#define PIC2_DATA           0xa1
 
 /* Real-mode trampoline for the APs: page 0x8000, SIPI vector 0x08 (see guest.ld). */
 #define TRAMPOLINE_ADDR     0x8000

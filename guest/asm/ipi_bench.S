@@ -1,8 +1,9 @@
 /*
  * ipi_bench.S: the `ipi-bench` guest, interrupt-delivery benchmarks for 2+ vCPUs.
  *
- * The BSP starts the first AP (APIC ID 1) with INIT-SIPI-SIPI (trampoline.S,
- * lapic.S); the AP loads the shared IDT and idles in `sti; hlt`. Then:
+ * The BSP starts the first AP (APIC ID 1) with INIT-SIPI-SIPI (aps.S,
+ * trampoline.S); the AP loads the shared IDT (idt.S) and idles in `sti; hlt`.
+ * Then:
  *
  *   ipi_roundtrip  BSP (halted between sends): read TSC, send fixed IPI
  *                  VEC_PING to the AP through the xAPIC ICR, `sti; hlt` until
@@ -16,7 +17,7 @@
  *                  EOIs and wakes the BSP with VEC_PONG (outside the sample).
  *
  * Each runs WARMUP unrecorded rounds, then `iters` recorded ones. The samples
- * are sorted in place (Shell sort) and reported in TSC ticks and, from the
+ * are sorted in place (stats.S) and reported in TSC ticks and, from the
  * boot info's tsc_khz, in nanoseconds (nearest-rank median and p99):
  *
  *   ipi-bench: ipi_roundtrip_ns median=12345 p99=23456 min=1000 n=200
@@ -55,7 +56,6 @@
 #define VEC_PING            0x40        /* BSP -> AP */
 #define VEC_PONG            0x41        /* AP -> BSP: round trip done / IRQ taken */
 #define VEC_IRQ             0x50        /* IOAPIC pin IRQ_PIN -> AP */
-#define VEC_SPURIOUS        0xff
 
 /* Local APIC registers not in common.h. */
 #define LAPIC_EOI           0xb0
@@ -67,7 +67,7 @@
 #define DCR_DIV16           0x3
 #define WATCHDOG_COUNT      0x2000000   /* x16: ~0.54 s at a 1 GHz APIC bus */
 
-/* IOAPIC, IRQ test device and 8259 PIC. */
+/* IOAPIC and IRQ test device. */
 #define IOAPIC_BASE         0xfec00000
 #define IOAPIC_REGSEL       0x00
 #define IOAPIC_WIN          0x10
@@ -76,13 +76,6 @@
 #define REDIR_HI            (REDIR_LO + 1)
 #define REDIR_MASKED        0x10000
 #define TESTDEV_PORT        (0x2000 + IRQ_PIN)
-#define PIC1_DATA           0x21
-#define PIC2_DATA           0xa1
-
-/* IDT: 64-bit interrupt gates, DPL 0. */
-#define IDT_ENTRIES         256
-#define GATE_INTR           0x8e00      /* present, DPL 0, type 0xe; IST 0 */
-#define EXC_STUB_SIZE       8
 
 /*
  * WAIT_WAKE timeout: entered with IF = 0; `sti; hlt` until a VEC_PONG handler
@@ -102,11 +95,40 @@
 72:
 .endm
 
-/* READ_TSC: %rax = TSC (clobbers %rdx). */
-.macro READ_TSC
-    rdtsc
-    shl     $32, %rdx
-    or      %rdx, %rax
+/* FAILED what, status: print_fail(what), then guest_main returns status. */
+.macro FAILED what:req, status:req
+    lea     \what(%rip), %rdi
+    mov     $\status, %r12d
+    jmp     8f
+.endm
+
+/*
+ * ROUNDS_START samples: a benchmark's round loop keeps the next sample slot
+ * in %r12 (from samples), the rounds left in %r13d (WARMUP + iters) and the
+ * warm-up rounds left to discard in %r14d.
+ */
+.macro ROUNDS_START samples:req
+    lea     \samples(%rip), %r12
+    mov     iters(%rip), %r13d
+    add     $WARMUP, %r13d
+    mov     $WARMUP, %r14d
+.endm
+
+/*
+ * ROUND_DONE: ends a round whose sample is in %rax: counts it in progress
+ * (for the watchdog), stores the sample unless the round is a warm-up one,
+ * and loops back to 1b while rounds are left.
+ */
+.macro ROUND_DONE
+    incl    progress(%rip)
+    test    %r14d, %r14d
+    jz      73f
+    dec     %r14d
+    jmp     74f
+73: mov     %rax, (%r12)
+    add     $8, %r12
+74: dec     %r13d
+    jnz     1b
 .endm
 
     .text
@@ -132,7 +154,7 @@ FUNCTION(guest_main)
     jb      .Lone_cpu
     call    pic_mask
     call    idt_init
-    lidt    idt_ptr(%rip)
+    lidt    idt_ptr(%rip)               /* idt.S */
     call    lapic_enable
     call    lapic_id
     mov     %eax, bsp_apic_id(%rip)
@@ -165,32 +187,20 @@ FUNCTION(guest_main)
 3:  mov     $EXIT_OK, %eax
     jmp     9f
 .Lbad_boot_info:
-    lea     msg_bad_boot_info(%rip), %rdi
-    mov     $EXIT_BAD_BOOT_INFO, %r12d
-    jmp     8f
+    FAILED  msg_bad_boot_info, EXIT_BAD_BOOT_INFO
 .Lbad_option:
-    lea     msg_bad_option(%rip), %rdi
-    mov     $IB_EXIT_BAD_OPTION, %r12d
-    jmp     8f
+    FAILED  msg_bad_option, IB_EXIT_BAD_OPTION
 .Lone_cpu:
-    lea     msg_one_cpu(%rip), %rdi
-    mov     $IB_EXIT_ONE_CPU, %r12d
-    jmp     8f
+    FAILED  msg_one_cpu, IB_EXIT_ONE_CPU
 .Lap_offline:
-    lea     msg_ap_offline(%rip), %rdi
-    mov     $IB_EXIT_AP_OFFLINE, %r12d
     cmp     $EXIT_IPI_TIMEOUT, %eax
-    jne     8f
-    lea     msg_icr_busy(%rip), %rdi
-    mov     $EXIT_IPI_TIMEOUT, %r12d
-    jmp     8f
+    je      4f
+    FAILED  msg_ap_offline, IB_EXIT_AP_OFFLINE
+4:  FAILED  msg_icr_busy, EXIT_IPI_TIMEOUT
 .Ltimeout_ipi:
-    lea     msg_timeout_ipi(%rip), %rdi
-    mov     $IB_EXIT_TIMEOUT, %r12d
-    jmp     8f
+    FAILED  msg_timeout_ipi, IB_EXIT_TIMEOUT
 .Ltimeout_irq:
-    lea     msg_timeout_irq(%rip), %rdi
-    mov     $IB_EXIT_TIMEOUT, %r12d
+    FAILED  msg_timeout_irq, IB_EXIT_TIMEOUT
 8:  call    print_fail
     mov     %r12d, %eax
 9:  lidt    no_idt_ptr(%rip)            /* see exit_quietly */
@@ -263,79 +273,19 @@ FUNCTION(parse_cmdline)
     ret
 END(parse_cmdline)
 
-/*
- * match_word(p = %rdi, end = %rsi, prefix = %rdx) -> %rax: p past the
- * NUL-terminated prefix if [p, end) starts with it, else 0.
- */
-FUNCTION(match_word)
-    push    %rbp
-    mov     %rsp, %rbp
-1:  movzbl  (%rdx), %eax
-    test    %eax, %eax
-    jz      3f
-    cmp     %rsi, %rdi
-    jae     2f
-    cmpb    %al, (%rdi)
-    jne     2f
-    inc     %rdi
-    inc     %rdx
-    jmp     1b
-2:  xor     %eax, %eax
-    pop     %rbp
-    ret
-3:  mov     %rdi, %rax
-    pop     %rbp
-    ret
-END(match_word)
-
-/*
- * parse_uint(p = %rdi, end = %rsi) -> %rax: the decimal number at p (0 if
- * none; saturates at MAX_ITERS + 1), %rdx: the first byte not a digit.
- */
-FUNCTION(parse_uint)
-    push    %rbp
-    mov     %rsp, %rbp
-    xor     %eax, %eax
-1:  cmp     %rsi, %rdi
-    jae     2f
-    movzbl  (%rdi), %ecx
-    sub     $'0', %ecx
-    cmp     $9, %ecx
-    ja      2f
-    imul    $10, %rax, %rax
-    add     %rcx, %rax
-    inc     %rdi
-    cmp     $MAX_ITERS, %rax
-    jbe     1b
-    mov     $(MAX_ITERS + 1), %eax
-    jmp     1b
-2:  mov     %rdi, %rdx
-    pop     %rbp
-    ret
-END(parse_uint)
-
 /* print_header(): "ipi-bench: tsc_khz=K iters=N warmup=W irq=0|1". */
 FUNCTION(print_header)
     push    %rbp
     mov     %rsp, %rbp
-    lea     msg_hdr_khz(%rip), %rdi
-    call    serial_puts
-    mov     tsc_khz(%rip), %edi
-    call    print_dec
-    lea     msg_hdr_iters(%rip), %rdi
-    call    serial_puts
-    mov     iters(%rip), %edi
-    call    print_dec
-    lea     msg_hdr_warmup(%rip), %rdi
-    call    serial_puts
-    mov     $WARMUP, %edi
-    call    print_dec
-    lea     msg_hdr_irq(%rip), %rdi
-    call    serial_puts
-    mov     irq_enabled(%rip), %edi
-    call    print_dec
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
+    PUTS    msg_hdr_khz
+    PUTDEC32 tsc_khz(%rip)
+    PUTS    msg_hdr_iters
+    PUTDEC32 iters(%rip)
+    PUTS    msg_hdr_warmup
+    PUTDEC32 $WARMUP
+    PUTS    msg_hdr_irq
+    PUTDEC32 irq_enabled(%rip)
+    PUTS    msg_newline
     pop     %rbp
     ret
 END(print_header)
@@ -359,128 +309,28 @@ FUNCTION(print_fail)
     ret
 END(print_fail)
 
-/* pic_mask(): masks every line of both 8259s (their lines also reach LINT0). */
-FUNCTION(pic_mask)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     $0xff, %al
-    out     %al, $PIC1_DATA
-    out     %al, $PIC2_DATA
-    pop     %rbp
-    ret
-END(pic_mask)
-
-/*
- * idt_init(): fills the IDT shared by both CPUs: exceptions 0-31 to their
- * stubs, 32-254 to unexpected_interrupt, then the benchmark's vectors and the
- * spurious vector.
- */
+/* idt_init(): the IDT shared by both CPUs: the defaults and bench_gates (idt.S). */
 FUNCTION(idt_init)
     push    %rbp
     mov     %rsp, %rbp
-    push    %rbx
-    push    %r12
-    xor     %ebx, %ebx
-    lea     exception_stubs(%rip), %r12
-1:  mov     %ebx, %edi
-    mov     %r12, %rsi
-    call    set_gate
-    add     $EXC_STUB_SIZE, %r12
-    inc     %ebx
-    cmp     $32, %ebx
-    jb      1b
-2:  mov     %ebx, %edi
-    lea     unexpected_interrupt(%rip), %rsi
-    call    set_gate
-    inc     %ebx
-    cmp     $IDT_ENTRIES, %ebx
-    jb      2b
-    mov     $VEC_WATCHDOG, %edi
-    lea     watchdog_interrupt(%rip), %rsi
-    call    set_gate
-    mov     $VEC_PING, %edi
-    lea     ping_interrupt(%rip), %rsi
-    call    set_gate
-    mov     $VEC_PONG, %edi
-    lea     pong_interrupt(%rip), %rsi
-    call    set_gate
-    mov     $VEC_IRQ, %edi
-    lea     irq_interrupt(%rip), %rsi
-    call    set_gate
-    mov     $VEC_SPURIOUS, %edi
-    lea     spurious_interrupt(%rip), %rsi
-    call    set_gate
-    pop     %r12
-    pop     %rbx
+    lea     bench_gates(%rip), %rdi
+    call    idt_init_gates
     pop     %rbp
     ret
 END(idt_init)
 
-/* set_gate(vector = %edi, handler = %rsi): a 64-bit interrupt gate, CS = SEL_CODE64. */
-FUNCTION(set_gate)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     %edi, %edi
-    shl     $4, %rdi
-    lea     idt(%rip), %rax
-    add     %rax, %rdi
-    mov     %rsi, %rax
-    mov     %ax, (%rdi)                 /* offset 15:0 */
-    movw    $SEL_CODE64, 2(%rdi)
-    movw    $GATE_INTR, 4(%rdi)
-    shr     $16, %rax
-    mov     %ax, 6(%rdi)                /* offset 31:16 */
-    shr     $16, %rax
-    mov     %eax, 8(%rdi)               /* offset 63:32 */
-    movl    $0, 12(%rdi)
-    pop     %rbp
-    ret
-END(set_gate)
-
 /*
- * start_bench_ap() -> %eax: starts APIC ID 1 with INIT-SIPI-SIPI through
- * trampoline.S (which calls ap_main) and waits for it to check in.
+ * start_bench_ap() -> %eax: starts APIC ID 1 with INIT-SIPI-SIPI (aps.S,
+ * trampoline.S, which calls ap_main) and waits for it to check in.
  * 0 = online, 1 = timed out, EXIT_IPI_TIMEOUT = an IPI stayed undelivered.
  */
 FUNCTION(start_bench_ap)
     push    %rbp
     mov     %rsp, %rbp
-    mov     %cr3, %rax
-    mov     %rax, tramp_cr3(%rip)
-    mov     %cr0, %rax
-    mov     %rax, tramp_cr0(%rip)
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    and     $~EFER_LMA, %eax
-    or      $EFER_LME, %eax
-    mov     %eax, tramp_efer(%rip)
-    mov     %edx, tramp_efer + 4(%rip)
-    lea     ap_stack_top(%rip), %rax
-    mov     %rax, tramp_stack_top(%rip)
+    call    prepare_trampoline
     mov     $AP_APIC_ID, %edi
-    mov     $ICR_INIT_ASSERT, %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     $AP_APIC_ID, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     $AP_APIC_ID, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $2, %edi
-    call    wait_for_online
-    pop     %rbp
-    ret
-8:  mov     $EXIT_IPI_TIMEOUT, %eax
+    lea     ap_stack_top(%rip), %rsi
+    call    start_ap
     pop     %rbp
     ret
 END(start_bench_ap)
@@ -550,10 +400,7 @@ FUNCTION(bench_ipi_roundtrip)
     push    %r13
     push    %r14
     mov     $LAPIC_BASE, %ebx
-    lea     rt_samples(%rip), %r12
-    mov     iters(%rip), %r13d
-    add     $WARMUP, %r13d              /* rounds left */
-    mov     $WARMUP, %r14d              /* rounds left to discard */
+    ROUNDS_START rt_samples
 1:  cli
     movl    $0, wake_flag(%rip)
     READ_TSC
@@ -562,15 +409,7 @@ FUNCTION(bench_ipi_roundtrip)
     WAIT_WAKE 9f
     READ_TSC
     sub     %r8, %rax
-    incl    progress(%rip)
-    test    %r14d, %r14d
-    jz      2f
-    dec     %r14d
-    jmp     3f
-2:  mov     %rax, (%r12)
-    add     $8, %r12
-3:  dec     %r13d
-    jnz     1b
+    ROUND_DONE
     xor     %eax, %eax
     jmp     10f
 9:  mov     $1, %eax
@@ -606,10 +445,7 @@ FUNCTION(bench_irq_latency)
     mov     $VEC_IRQ, %esi              /* fixed, physical, edge, high, unmasked */
     call    ioapic_write
     mov     $TESTDEV_PORT, %ebx
-    lea     irq_samples(%rip), %r12
-    mov     iters(%rip), %r13d
-    add     $WARMUP, %r13d
-    mov     $WARMUP, %r14d
+    ROUNDS_START irq_samples
 1:  cli
     movl    $0, wake_flag(%rip)
     READ_TSC
@@ -621,15 +457,7 @@ FUNCTION(bench_irq_latency)
     out     %al, %dx
     WAIT_WAKE 9f
     mov     irq_delta(%rip), %rax
-    incl    progress(%rip)
-    test    %r14d, %r14d
-    jz      2f
-    dec     %r14d
-    jmp     3f
-2:  mov     %rax, (%r12)
-    add     $8, %r12
-3:  dec     %r13d
-    jnz     1b
+    ROUND_DONE
     xor     %r13d, %r13d
     jmp     10f
 9:  mov     $1, %r13d
@@ -659,8 +487,7 @@ END(ioapic_write)
 /*
  * report(name = %rdi, samples = %rsi): sorts samples[0..iters) and prints
  * "ipi-bench: <name>_ticks median=M p99=P min=L n=N" and, when tsc_khz is
- * known, the same in nanoseconds as "<name>_ns". Nearest rank: the q-th
- * percentile is sorted[ceil(q * n / 100) - 1].
+ * known, the same in nanoseconds as "<name>_ns" (stats.S).
  */
 FUNCTION(report)
     push    %rbp
@@ -671,24 +498,11 @@ FUNCTION(report)
     mov     %rsi, %r12
     mov     %rsi, %rdi
     mov     iters(%rip), %esi
-    call    sort_samples
+    call    median_p99
+    mov     %rax, stat_median(%rip)
+    mov     %rdx, stat_p99(%rip)
     mov     (%r12), %rax
     mov     %rax, stat_min(%rip)
-    mov     iters(%rip), %eax           /* median: index ceil(n / 2) - 1 */
-    inc     %eax
-    shr     $1, %eax
-    dec     %eax
-    mov     (%r12,%rax,8), %rax
-    mov     %rax, stat_median(%rip)
-    mov     iters(%rip), %eax           /* p99: index ceil(99 n / 100) - 1 */
-    imul    $99, %eax, %eax
-    add     $99, %eax
-    xor     %edx, %edx
-    mov     $100, %ecx
-    div     %ecx
-    dec     %eax
-    mov     (%r12,%rax,8), %rax
-    mov     %rax, stat_p99(%rip)
     mov     %rbx, %rdi
     lea     sfx_ticks(%rip), %rsi
     xor     %edx, %edx
@@ -719,93 +533,28 @@ FUNCTION(print_stats)
     mov     %edx, %ebx
     push    %rsi
     push    %rsi                        /* keeps %rsp 16-byte aligned */
-    lea     msg_prefix(%rip), %rdi
-    call    serial_puts
+    PUTS    msg_prefix
     mov     %r12, %rdi
     call    serial_puts
     pop     %rdi
     pop     %rdi
     call    serial_puts
-    lea     msg_median(%rip), %rdi
-    call    serial_puts
     mov     stat_median(%rip), %rdi
-    mov     %ebx, %esi
-    call    print_scaled
-    lea     msg_p99(%rip), %rdi
-    call    serial_puts
-    mov     stat_p99(%rip), %rdi
-    mov     %ebx, %esi
-    call    print_scaled
-    lea     msg_min(%rip), %rdi
-    call    serial_puts
+    mov     stat_p99(%rip), %rsi
+    mov     %ebx, %edx
+    call    print_median_p99
+    PUTS    msg_min
     mov     stat_min(%rip), %rdi
     mov     %ebx, %esi
     call    print_scaled
-    lea     msg_n(%rip), %rdi
-    call    serial_puts
-    mov     iters(%rip), %edi
-    call    print_dec
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
+    PUTS    msg_n
+    PUTDEC32 iters(%rip)
+    PUTS    msg_newline
     pop     %r12
     pop     %rbx
     pop     %rbp
     ret
 END(print_stats)
-
-/* print_scaled(ticks = %rdi, khz = %esi): prints ticks, or ticks * 10^6 / khz if khz != 0. */
-FUNCTION(print_scaled)
-    push    %rbp
-    mov     %rsp, %rbp
-    test    %esi, %esi
-    jz      1f
-    mov     %rdi, %rax
-    mov     $1000000, %ecx
-    mul     %rcx                        /* %rdx:%rax = ticks * 10^6 */
-    mov     %esi, %ecx
-    cmp     %rcx, %rdx
-    jae     1f                          /* quotient would overflow: print ticks */
-    div     %rcx
-    mov     %rax, %rdi
-1:  call    print_dec
-    pop     %rbp
-    ret
-END(print_scaled)
-
-/*
- * sort_samples(a = %rdi, n = %esi): sorts the u64 array a[0..n) ascending in
- * place (Shell sort, Ciura's gaps: few instructions for a few thousand).
- */
-FUNCTION(sort_samples)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     %esi, %esi
-    lea     shell_gaps(%rip), %r8
-1:  mov     (%r8), %r9                  /* gap */
-    mov     %r9, %rcx                   /* i = gap */
-2:  cmp     %rsi, %rcx
-    jae     5f
-    mov     (%rdi,%rcx,8), %rax         /* v = a[i] */
-    mov     %rcx, %rdx                  /* j = i */
-3:  cmp     %r9, %rdx
-    jb      4f
-    mov     %rdx, %r10
-    sub     %r9, %r10                   /* j - gap */
-    mov     (%rdi,%r10,8), %r11
-    cmp     %rax, %r11
-    jbe     4f
-    mov     %r11, (%rdi,%rdx,8)         /* a[j] = a[j - gap] */
-    mov     %r10, %rdx
-    jmp     3b
-4:  mov     %rax, (%rdi,%rdx,8)
-    inc     %rcx
-    jmp     2b
-5:  add     $8, %r8
-    cmp     $1, %r9
-    jne     1b
-    pop     %rbp
-    ret
-END(sort_samples)
 
 /* ---- interrupt and exception handlers (64-bit interrupt gates: IF = 0 inside) ---- */
 
@@ -858,37 +607,6 @@ FUNCTION(watchdog_interrupt)
     iretq
 END(watchdog_interrupt)
 
-/* Spurious vector: no EOI, as the SDM says. */
-FUNCTION(spurious_interrupt)
-    iretq
-END(spurious_interrupt)
-
-/* Any other vector 32-254: reports it on this CPU and ends the run. */
-FUNCTION(unexpected_interrupt)
-    mov     $-1, %rdi
-    jmp     unexpected_event
-END(unexpected_interrupt)
-
-/*
- * Exceptions 0-31: stub i, at exception_stubs + i * EXC_STUB_SIZE, passes
- * vector i on (push imm8: 2 bytes, jmp: at most 5, padded to 8).
- */
-FUNCTION(exception_stubs)
-    .set    exc_vector, 0
-    .rept   32
-    .p2align 3
-    push    $exc_vector
-    jmp     exception_entry
-    .set    exc_vector, exc_vector + 1
-    .endr
-END(exception_stubs)
-
-/* Common tail of the exception stubs: the vector is on the stack. */
-FUNCTION(exception_entry)
-    pop     %rdi
-    jmp     unexpected_event
-END(exception_entry)
-
 /*
  * unexpected_event(vector = %rdi, -1 for an interrupt): prints
  * "ipi-bench: FAIL exception V on cpu C" (or "unexpected interrupt on cpu
@@ -896,26 +614,9 @@ END(exception_entry)
  */
 FUNCTION(unexpected_event)
     and     $~0xf, %rsp                 /* whatever the frame, realign */
-    mov     %rdi, %rbx
-    call    serial_lock
-    lea     msg_fail(%rip), %rdi
-    call    serial_puts
-    test    %rbx, %rbx
-    js      1f
-    lea     msg_exception(%rip), %rdi
-    call    serial_puts
-    mov     %rbx, %rdi
-    call    print_dec
-    jmp     2f
-1:  lea     msg_unexpected_irq(%rip), %rdi
-    call    serial_puts
-2:  lea     msg_on_cpu(%rip), %rdi
-    call    serial_puts
-    call    lapic_id
-    mov     %eax, %edi
-    call    print_dec
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
+    lea     msg_fail(%rip), %rsi
+    lea     msg_on_cpu(%rip), %rdx
+    call    print_unexpected_event      /* idt.S */
     call    serial_unlock
     mov     $IB_EXIT_UNEXPECTED, %edi
     call    exit_quietly
@@ -937,9 +638,12 @@ END(exit_quietly)
 
     .section .rodata
     .p2align 3
-shell_gaps:
-    .quad 1750, 701, 301, 132, 57, 23, 10, 4, 1
-    .size shell_gaps, . - shell_gaps
+bench_gates:                            /* idt_init: vector, handler */
+    .quad   VEC_WATCHDOG, watchdog_interrupt
+    .quad   VEC_PING, ping_interrupt
+    .quad   VEC_PONG, pong_interrupt
+    .quad   VEC_IRQ, irq_interrupt
+    .quad   0, 0
 opt_iters:          .asciz "iters="
 opt_irq:            .asciz "irq="
 name_ipi:           .asciz "ipi_roundtrip"
@@ -947,8 +651,6 @@ name_irq:           .asciz "irq_latency"
 sfx_ticks:          .asciz "_ticks"
 sfx_ns:             .asciz "_ns"
 msg_prefix:         .asciz "ipi-bench: "
-msg_median:         .asciz " median="
-msg_p99:            .asciz " p99="
 msg_min:            .asciz " min="
 msg_n:              .asciz " n="
 msg_newline:        .asciz "\n"
@@ -965,15 +667,9 @@ msg_ap_offline:     .asciz "cpu 1 did not come online\n"
 msg_icr_busy:       .asciz "IPI to start cpu 1 not delivered (ICR stayed busy)\n"
 msg_timeout_ipi:    .asciz "ipi_roundtrip: no round trip completed within the watchdog period\n"
 msg_timeout_irq:    .asciz "irq_latency: no interrupt arrived within the watchdog period\n"
-msg_exception:      .asciz "exception "
-msg_unexpected_irq: .asciz "unexpected interrupt"
 msg_on_cpu:         .asciz " on cpu "
 
     .data
-    .p2align 3
-idt_ptr:
-    .word IDT_ENTRIES * 16 - 1
-    .quad idt
     .p2align 3
 no_idt_ptr:
     .word 0                             /* limit 0: any vector faults, ud2 triple-faults */
@@ -985,15 +681,9 @@ END(iters)
 OBJECT(irq_enabled)
     .long 1                             /* 0: skip irq_latency (irq=0) */
 END(irq_enabled)
-OBJECT(cpus_online)
-    .long 1                             /* for wait_for_online (lapic.S); the AP adds itself */
-END(cpus_online)
 OBJECT(tsc_khz)
     .long 0
 END(tsc_khz)
-OBJECT(bsp_apic_id)
-    .long 0
-END(bsp_apic_id)
 OBJECT(wake_flag)
     .long 0                             /* set by the BSP's VEC_PONG handler */
 END(wake_flag)
@@ -1024,10 +714,7 @@ OBJECT(stat_p99)
 END(stat_p99)
 
     .bss
-    .p2align 12
-OBJECT(idt)
-    .space IDT_ENTRIES * 16
-END(idt)
+    .p2align 3
 OBJECT(rt_samples)
     .space MAX_ITERS * 8
 END(rt_samples)

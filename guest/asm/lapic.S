@@ -1,7 +1,8 @@
 /*
- * lapic.S: local APIC helpers for the `smp` guest (xAPIC MMIO at 0xfee00000):
- * reading the APIC ID, software-enabling the APIC, sending an IPI through the
- * ICR, and two bounded waits (a fixed delay and an AP check-in wait).
+ * lapic.S: interrupt-controller helpers for the guests that start APs (local
+ * APIC as xAPIC MMIO at 0xfee00000): reading the APIC ID, software-enabling
+ * the APIC, sending an IPI through the ICR, masking the legacy 8259s, and two
+ * bounded waits (a fixed delay and an AP check-in wait).
  */
 #include "common.h"
 
@@ -43,6 +44,19 @@ FUNCTION(apic_send_ipi)
     shl     $24, %edi
     mov     %edi, LAPIC_ICR_HI(%rdx)
     mov     %esi, LAPIC_ICR_LO(%rdx)
+    call    apic_wait_icr
+    pop     %rbp
+    ret
+END(apic_send_ipi)
+
+/*
+ * apic_wait_icr() -> %eax: waits (bounded) for the ICR's delivery status to
+ * clear. 0 = idle, 1 = still busy after ICR_POLL_LIMIT reads.
+ */
+FUNCTION(apic_wait_icr)
+    push    %rbp
+    mov     %rsp, %rbp
+    mov     $LAPIC_BASE, %edx
     mov     $ICR_POLL_LIMIT, %ecx
 1:  mov     LAPIC_ICR_LO(%rdx), %eax
     test    $ICR_BUSY, %eax
@@ -56,7 +70,18 @@ FUNCTION(apic_send_ipi)
 2:  xor     %eax, %eax
     pop     %rbp
     ret
-END(apic_send_ipi)
+END(apic_wait_icr)
+
+/* pic_mask(): masks every line of both 8259s (under --irqchip kvm they also reach LINT0). */
+FUNCTION(pic_mask)
+    push    %rbp
+    mov     %rsp, %rbp
+    mov     $0xff, %al
+    out     %al, $PIC1_DATA
+    out     %al, $PIC2_DATA
+    pop     %rbp
+    ret
+END(pic_mask)
 
 /* delay(n = %rdi): n pause iterations (n > 0). */
 FUNCTION(delay)
@@ -77,18 +102,14 @@ END(delay)
 FUNCTION(wait_for_online)
     push    %rbp
     mov     %rsp, %rbp
-    rdtsc
-    shl     $32, %rdx
-    or      %rdx, %rax
+    READ_TSC
     mov     $CHECKIN_TSC_TIMEOUT, %rsi
     add     %rax, %rsi                  /* deadline */
     mov     $SPIN_LIMIT, %ecx
 1:  cmp     %edi, cpus_online(%rip)
     jae     2f
     pause
-    rdtsc
-    shl     $32, %rdx
-    or      %rdx, %rax
+    READ_TSC
     cmp     %rsi, %rax
     jae     3f
     dec     %ecx

@@ -4,7 +4,7 @@
  * Checks the boot info, prints "cpu 0 online" for itself, counts the CPUs in
  * the MP table and cross-checks boot_info.cpu_count (exit 3 on a mismatch),
  * then starts each AP in turn with INIT-SIPI-SIPI and waits for it to check
- * in (see trampoline.S). Ends with "smp: N of M cpus online" and exit 0 when
+ * in (aps.S, trampoline.S). Ends with "smp: N of M cpus online" and exit 0 when
  * N == M, 1 otherwise.
  */
 #include "common.h"
@@ -96,107 +96,41 @@ FUNCTION(cpu_listed)
 END(cpu_listed)
 
 /*
- * start_aps(): stores the BSP's CR3, EFER and CR0 for the trampoline, then
- * starts every listed CPU but the BSP, one at a time; stops at the first AP
- * that does not check in.
+ * start_aps(): starts every listed CPU but the BSP, one at a time
+ * (start_aps_listed, aps.S); stops at the first AP that does not check in.
+ * Exits the VM with status 4 if an IPI is never delivered.
  */
 FUNCTION(start_aps)
     push    %rbp
     mov     %rsp, %rbp
     push    %rbx
-    push    %r12
-    mov     %cr3, %rax
-    mov     %rax, tramp_cr3(%rip)
-    mov     %cr0, %rax
-    mov     %rax, tramp_cr0(%rip)
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    and     $~EFER_LMA, %eax
-    or      $EFER_LME, %eax
-    mov     %eax, tramp_efer(%rip)
-    mov     %edx, tramp_efer + 4(%rip)
-    xor     %r12d, %r12d                /* index into cpu_apic_ids */
-1:  cmp     cpu_total(%rip), %r12d
-    jae     3f
-    lea     cpu_apic_ids(%rip), %rax
-    movzbl  (%rax,%r12), %ebx
-    cmp     bsp_apic_id(%rip), %ebx
-    je      2f
-    mov     %ebx, %edi
-    mov     %r12d, %esi
-    call    start_ap
+    push    %rbx                        /* keeps %rsp 16-byte aligned */
+    lea     cpu_apic_ids(%rip), %rdi
+    mov     cpu_total(%rip), %esi
+    lea     ap_stacks(%rip), %rdx
+    mov     $AP_STACK_SHIFT, %ecx
+    call    start_aps_listed
     test    %eax, %eax
-    jnz     4f
-2:  inc     %r12d
-    jmp     1b
-4:  call    serial_lock
+    jz      9f
+    mov     %eax, %ebx
+    lea     cpu_apic_ids(%rip), %rcx
+    movzbl  (%rcx,%rdx), %esi           /* the AP that failed */
+    cmp     $EXIT_IPI_TIMEOUT, %ebx
+    je      8f
     lea     msg_no_checkin1(%rip), %rdi
-    call    serial_puts
+    lea     msg_no_checkin2(%rip), %rdx
+    call    print_cpu_line
+    jmp     9f
+8:  lea     msg_ipi_timeout(%rip), %rdi
+    lea     msg_newline(%rip), %rdx
+    call    print_cpu_line
     mov     %ebx, %edi
-    call    print_dec
-    lea     msg_no_checkin2(%rip), %rdi
-    call    serial_puts
-    call    serial_unlock
-3:  pop     %r12
+    call    exit_guest
+9:  pop     %rbx
     pop     %rbx
     pop     %rbp
     ret
 END(start_aps)
-
-/*
- * start_ap(apic_id = %edi, slot = %esi) -> %eax: gives the AP stack `slot`,
- * sends INIT, SIPI, SIPI and waits for it to check in. 0 = online, 1 = timed
- * out. Exits the VM with status 4 if an IPI is never delivered.
- */
-FUNCTION(start_ap)
-    push    %rbp
-    mov     %rsp, %rbp
-    push    %rbx
-    push    %r12
-    mov     %edi, %ebx
-    lea     1(%rsi), %eax               /* stack top = ap_stacks + (slot + 1) * 4 KiB */
-    shl     $AP_STACK_SHIFT, %rax
-    lea     ap_stacks(%rip), %rcx
-    add     %rcx, %rax
-    mov     %rax, tramp_stack_top(%rip)
-    mov     cpus_online(%rip), %r12d
-    inc     %r12d                       /* the count once this AP is in */
-    mov     %ebx, %edi
-    mov     $ICR_INIT_ASSERT, %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %ebx, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %ebx, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     %r12d, %edi
-    call    wait_for_online
-    pop     %r12
-    pop     %rbx
-    pop     %rbp
-    ret
-8:  call    serial_lock
-    lea     msg_ipi_timeout(%rip), %rdi
-    call    serial_puts
-    mov     %ebx, %edi
-    call    print_dec
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
-    call    serial_unlock
-    mov     $EXIT_IPI_TIMEOUT, %edi
-    call    exit_guest
-END(start_ap)
 
 /*
  * ap_main(): prints "cpu N online" (N = its APIC ID), then counts itself in
@@ -217,20 +151,34 @@ END(ap_main)
 FUNCTION(print_cpu_online)
     push    %rbp
     mov     %rsp, %rbp
-    push    %rbx
-    mov     %edi, %ebx
-    call    serial_lock
+    mov     %edi, %esi
     lea     msg_cpu(%rip), %rdi
-    call    serial_puts
-    mov     %ebx, %edi
-    call    print_dec
-    lea     msg_online(%rip), %rdi
-    call    serial_puts
-    call    serial_unlock
-    pop     %rbx
+    lea     msg_online(%rip), %rdx
+    call    print_cpu_line
     pop     %rbp
     ret
 END(print_cpu_online)
+
+/* print_cpu_line(prefix = %rdi, apic_id = %esi, suffix = %rdx): prints "<prefix>N<suffix>" under the serial lock. */
+FUNCTION(print_cpu_line)
+    push    %rbp
+    mov     %rsp, %rbp
+    push    %rdi                        /* -8(%rbp): prefix */
+    push    %rsi                        /* -16(%rbp): apic_id */
+    push    %rdx                        /* -24(%rbp): suffix */
+    push    %rdx                        /* keeps %rsp 16-byte aligned */
+    call    serial_lock
+    mov     -8(%rbp), %rdi
+    call    serial_puts
+    mov     -16(%rbp), %edi
+    call    print_dec
+    mov     -24(%rbp), %rdi
+    call    serial_puts
+    call    serial_unlock
+    mov     %rbp, %rsp
+    pop     %rbp
+    ret
+END(print_cpu_line)
 
 /* print_summary(): prints "smp: N of M cpus online" under the serial lock. */
 FUNCTION(print_summary)
@@ -270,15 +218,9 @@ msg_ipi_timeout:    .asciz "smp: IPI not delivered (ICR stayed busy) to cpu "
 
     .data
     .p2align 2
-OBJECT(cpus_online)
-    .long 1                             /* CPUs checked in, the BSP included */
-END(cpus_online)
 OBJECT(cpu_total)
     .long 0                             /* enabled processors in the MP table */
 END(cpu_total)
-OBJECT(bsp_apic_id)
-    .long 0
-END(bsp_apic_id)
 
     .bss
     .p2align 12

@@ -152,7 +152,7 @@ END(count_forever)
 
 /*
  * parse_cmdline(boot_info = %rdi) -> %eax: 0, or 1 if some word is not in
- * the option table. Sets spin_mode and spin_all_cpus.
+ * the option table (word_equals, cmdline.S). Sets spin_mode and spin_all_cpus.
  */
 FUNCTION(parse_cmdline)
     push    %rbp
@@ -205,32 +205,6 @@ FUNCTION(parse_cmdline)
     pop     %rbp
     ret
 END(parse_cmdline)
-
-/* word_equals(p = %rdi, len = %rsi, word = %rdx) -> %eax: 1 if [p, p + len) is the NUL-terminated word. */
-FUNCTION(word_equals)
-    push    %rbp
-    mov     %rsp, %rbp
-1:  test    %rsi, %rsi
-    jz      3f
-    movzbl  (%rdx), %eax
-    test    %eax, %eax
-    jz      2f
-    cmpb    %al, (%rdi)
-    jne     2f
-    inc     %rdi
-    inc     %rdx
-    dec     %rsi
-    jmp     1b
-2:  xor     %eax, %eax
-    pop     %rbp
-    ret
-3:  xor     %eax, %eax
-    cmpb    $0, (%rdx)
-    jne     4f
-    inc     %eax
-4:  pop     %rbp
-    ret
-END(word_equals)
 
 /* print_mode(): prints "spin: mode=M cpus=N" (N = cpus_online). */
 FUNCTION(print_mode)
@@ -286,31 +260,25 @@ FUNCTION(start_aps)
     lea     msg_bsp_unlisted(%rip), %rdi
     test    %eax, %eax
     jz      7f
-    mov     %cr3, %rax
-    mov     %rax, tramp_cr3(%rip)
-    mov     %cr0, %rax
-    mov     %rax, tramp_cr0(%rip)
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    and     $~EFER_LMA, %eax
-    or      $EFER_LME, %eax
-    mov     %eax, tramp_efer(%rip)
-    mov     %edx, tramp_efer + 4(%rip)
-    xor     %r12d, %r12d                /* index into cpu_apic_ids */
-1:  cmp     %r13d, %r12d
-    jae     3f
-    lea     cpu_apic_ids(%rip), %rax
-    movzbl  (%rax,%r12), %ebx
-    cmp     bsp_apic_id(%rip), %ebx
-    je      2f
-    mov     %ebx, %edi
-    mov     %r12d, %esi
-    call    start_ap
+    lea     cpu_apic_ids(%rip), %rdi
+    mov     %r13d, %esi
+    lea     ap_stacks(%rip), %rdx
+    mov     $AP_STACK_SHIFT, %ecx
+    call    start_aps_listed            /* aps.S */
     test    %eax, %eax
-    jnz     9f
-2:  inc     %r12d
-    jmp     1b
-3:  xor     %eax, %eax
+    jz      9f
+    mov     %eax, %r12d                 /* start_ap's status: EXIT_CPUS_MISSING or EXIT_IPI_TIMEOUT */
+    lea     cpu_apic_ids(%rip), %rcx
+    movzbl  (%rcx,%rdx), %ebx           /* the AP that failed */
+    lea     msg_no_checkin(%rip), %rdi
+    cmp     $EXIT_IPI_TIMEOUT, %r12d
+    jne     5f
+    lea     msg_ipi_timeout(%rip), %rdi
+5:  call    serial_puts
+    mov     %ebx, %edi
+    call    print_dec
+    PUTS    msg_newline
+    mov     %r12d, %eax
     jmp     9f
 7:  call    serial_puts
 6:  mov     $SPIN_EXIT_MP_TABLE, %eax
@@ -340,65 +308,6 @@ FUNCTION(bsp_listed)
 2:  pop     %rbp
     ret
 END(bsp_listed)
-
-/*
- * start_ap(apic_id = %edi, slot = %esi) -> %eax: gives the AP stack `slot`,
- * sends INIT, SIPI, SIPI and waits for it to check in. 0 = online, else an
- * exit status after printing why (4 an IPI stayed undelivered, 1 the AP
- * did not check in).
- */
-FUNCTION(start_ap)
-    push    %rbp
-    mov     %rsp, %rbp
-    push    %rbx
-    push    %r12
-    mov     %edi, %ebx
-    lea     1(%rsi), %eax               /* stack top = ap_stacks + (slot + 1) * 4 KiB */
-    shl     $AP_STACK_SHIFT, %rax
-    lea     ap_stacks(%rip), %rcx
-    add     %rcx, %rax
-    mov     %rax, tramp_stack_top(%rip)
-    mov     cpus_online(%rip), %r12d
-    inc     %r12d                       /* the count once this AP is in */
-    mov     %ebx, %edi
-    mov     $ICR_INIT_ASSERT, %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %ebx, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %ebx, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     %r12d, %edi
-    call    wait_for_online
-    test    %eax, %eax
-    jz      9f
-    lea     msg_no_checkin(%rip), %rdi
-    mov     $EXIT_CPUS_MISSING, %r12d
-    jmp     7f
-8:  lea     msg_ipi_timeout(%rip), %rdi
-    mov     $EXIT_IPI_TIMEOUT, %r12d
-7:  call    serial_puts
-    mov     %ebx, %edi
-    call    print_dec
-    lea     msg_newline(%rip), %rdi
-    call    serial_puts
-    mov     %r12d, %eax
-9:  pop     %r12
-    pop     %rbx
-    pop     %rbp
-    ret
-END(start_ap)
 
 /* ap_main(): an AP's 64-bit entry (trampoline.S): checks in, then runs the loop. */
 FUNCTION(ap_main)
@@ -451,12 +360,6 @@ END(spin_mode)
 OBJECT(spin_all_cpus)
     .long 0                             /* 1: cpus=all */
 END(spin_all_cpus)
-OBJECT(cpus_online)
-    .long 1                             /* CPUs checked in (running the loop), the BSP included */
-END(cpus_online)
-OBJECT(bsp_apic_id)
-    .long 0
-END(bsp_apic_id)
 
     .bss
     .p2align 6

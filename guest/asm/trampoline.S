@@ -8,8 +8,8 @@
  * reuses the VMM's identity page tables), far-jumps to 64-bit code at
  * ap_long_mode_entry, takes the stack the BSP put in tramp_stack_top and
  * calls ap_main, which each guest that starts APs defines (smp.S: check in
- * and halt). APs are started one at a time, so the tramp_* variables are
- * reused for each.
+ * and halt). The BSP side is aps.S (prepare_trampoline, start_ap). APs are
+ * started one at a time, so the tramp_* variables are reused for each.
  */
 #include "common.h"
 

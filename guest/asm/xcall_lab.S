@@ -131,14 +131,12 @@
 #define DEFAULT_DEADMAN_MS  200
 #define MAX_DEADMAN_MS      60000
 #define FALLBACK_TSC_KHZ    1000000     /* when the boot info does not know */
-#define PARSE_SATURATE      1000000
 #define DRAIN_SETTLE        200         /* pause iterations with IF = 1 after a drain */
 
 /* Vectors: the cross call's is in the highest priority class. */
 #define VEC_TIMER           0x40
 #define VEC_KICK            0x50
 #define VEC_XCALL           0xe0
-#define VEC_SPURIOUS        0xff
 
 /* Local APIC registers and values not in common.h. */
 #define LAPIC_EOI           0xb0
@@ -150,15 +148,6 @@
 #define DCR_DIV1            0xb
 #define TIMER_COUNT         500000      /* 0.5 ms at a 1 GHz APIC bus */
 #define ICR_ALL_BUT_SELF    0xc0000     /* destination shorthand 11 */
-
-/* 8259 PIC data ports. */
-#define PIC1_DATA           0x21
-#define PIC2_DATA           0xa1
-
-/* IDT: 64-bit interrupt gates, DPL 0. */
-#define IDT_ENTRIES         256
-#define GATE_INTR           0x8e00
-#define EXC_STUB_SIZE       8
 
 /* Per-CPU block (percpu + index << PCPU_SHIFT). */
 #define PCPU_SHIFT          7
@@ -204,25 +193,6 @@
 .macro PCPU_OF reg
     shl     $PCPU_SHIFT, \reg
     add     $percpu, \reg
-.endm
-
-/* READ_TSC: %rax = TSC (clobbers %rdx). */
-.macro READ_TSC
-    rdtsc
-    shl     $32, %rdx
-    or      %rdx, %rax
-.endm
-
-/* PUTS label: serial_puts(label). */
-.macro PUTS label
-    lea     \label(%rip), %rdi
-    call    serial_puts
-.endm
-
-/* PUTDEC mem32: print_dec of a u32 in memory. */
-.macro PUTDEC32 mem
-    mov     \mem, %edi
-    call    print_dec
 .endm
 
 /* VARIANT: one variant table entry. */
@@ -326,6 +296,33 @@ END(xcall_lab_main)
 /* ---- command line ---- */
 
 /*
+ * UINT_OPTION prefix, max, var, bad, next: one `prefix`N option in
+ * parse_cmdline (cursor %rbx, end %r12). If the word at the cursor starts
+ * with prefix, moves the cursor past N and stores N in the u32 var when
+ * 1 <= N <= max (then on to 6f), else jumps to 7f with bad in %rdi; if it
+ * does not, jumps to next.
+ */
+.macro UINT_OPTION prefix:req, max:req, var:req, bad:req, next:req
+    mov     %rbx, %rdi
+    mov     %r12, %rsi
+    lea     \prefix(%rip), %rdx
+    call    match_word
+    test    %rax, %rax
+    jz      \next
+    mov     %rax, %rdi
+    mov     %r12, %rsi
+    call    parse_uint
+    mov     %rdx, %rbx
+    lea     \bad(%rip), %rdi
+    test    %rax, %rax
+    jz      7f
+    cmp     $\max, %rax
+    ja      7f
+    mov     %eax, \var(%rip)
+    jmp     6f
+.endm
+
+/*
  * parse_cmdline(boot_info = %rdi) -> %eax: 0, or 1 after printing what is
  * wrong. Words: `variant=LIST`, `calls=N` (1..MAX_CALLS), `deadman_ms=N`
  * (1..MAX_DEADMAN_MS); other words are ignored.
@@ -357,39 +354,8 @@ FUNCTION(parse_cmdline)
     jz      9f
     mov     %rax, %rbx
     jmp     6f
-3:  mov     %rbx, %rdi
-    mov     %r12, %rsi
-    lea     opt_calls(%rip), %rdx
-    call    match_word
-    test    %rax, %rax
-    jz      4f
-    mov     %rax, %rdi
-    mov     %r12, %rsi
-    call    parse_uint
-    mov     %rdx, %rbx
-    lea     msg_bad_calls(%rip), %rdi
-    test    %rax, %rax
-    jz      7f
-    cmp     $MAX_CALLS, %rax
-    ja      7f
-    mov     %eax, calls(%rip)
-    jmp     6f
-4:  mov     %rbx, %rdi
-    mov     %r12, %rsi
-    lea     opt_deadman(%rip), %rdx
-    call    match_word
-    test    %rax, %rax
-    jz      6f
-    mov     %rax, %rdi
-    mov     %r12, %rsi
-    call    parse_uint
-    mov     %rdx, %rbx
-    lea     msg_bad_deadman(%rip), %rdi
-    test    %rax, %rax
-    jz      7f
-    cmp     $MAX_DEADMAN_MS, %rax
-    ja      7f
-    mov     %eax, deadman_ms(%rip)
+3:  UINT_OPTION opt_calls, MAX_CALLS, calls, msg_bad_calls, 4f
+4:  UINT_OPTION opt_deadman, MAX_DEADMAN_MS, deadman_ms, msg_bad_deadman, 6f
 6:  cmp     %r12, %rbx                  /* skip the rest of the word */
     jae     8f
     cmpb    $' ', (%rbx)
@@ -436,7 +402,7 @@ FUNCTION(parse_variants)
     mov     %r13, %rsi
     sub     %rbx, %rsi
     lea     name_all(%rip), %rdx
-    call    name_equals
+    call    word_equals
     test    %eax, %eax
     jz      4f
     orl     $ALL_VARIANTS, selected_mask(%rip)
@@ -449,7 +415,7 @@ FUNCTION(parse_variants)
     mov     %r13, %rsi
     sub     %rbx, %rsi
     mov     VT_NAME(%r14), %rdx
-    call    name_equals
+    call    word_equals
     test    %eax, %eax
     jnz     7f
     add     $VT_SIZE, %r14
@@ -480,76 +446,6 @@ FUNCTION(parse_variants)
     pop     %rbp
     ret
 END(parse_variants)
-
-/* name_equals(p = %rdi, len = %rsi, name = %rdx) -> %eax: 1 if [p, p + len) is the NUL-terminated name. */
-FUNCTION(name_equals)
-    push    %rbp
-    mov     %rsp, %rbp
-1:  test    %rsi, %rsi
-    jz      3f
-    movzbl  (%rdx), %eax
-    test    %eax, %eax
-    jz      2f
-    cmpb    %al, (%rdi)
-    jne     2f
-    inc     %rdi
-    inc     %rdx
-    dec     %rsi
-    jmp     1b
-2:  xor     %eax, %eax
-    pop     %rbp
-    ret
-3:  cmpb    $0, (%rdx)
-    sete    %al
-    movzbl  %al, %eax
-    pop     %rbp
-    ret
-END(name_equals)
-
-/* match_word(p = %rdi, end = %rsi, prefix = %rdx) -> %rax: p past prefix if [p, end) starts with it, else 0. */
-FUNCTION(match_word)
-    push    %rbp
-    mov     %rsp, %rbp
-1:  movzbl  (%rdx), %eax
-    test    %eax, %eax
-    jz      3f
-    cmp     %rsi, %rdi
-    jae     2f
-    cmpb    %al, (%rdi)
-    jne     2f
-    inc     %rdi
-    inc     %rdx
-    jmp     1b
-2:  xor     %eax, %eax
-    pop     %rbp
-    ret
-3:  mov     %rdi, %rax
-    pop     %rbp
-    ret
-END(match_word)
-
-/* parse_uint(p = %rdi, end = %rsi) -> %rax: the decimal at p (0 if none, saturating), %rdx: first non-digit. */
-FUNCTION(parse_uint)
-    push    %rbp
-    mov     %rsp, %rbp
-    xor     %eax, %eax
-1:  cmp     %rsi, %rdi
-    jae     2f
-    movzbl  (%rdi), %ecx
-    sub     $'0', %ecx
-    cmp     $9, %ecx
-    ja      2f
-    imul    $10, %rax, %rax
-    add     %rcx, %rax
-    inc     %rdi
-    cmp     $PARSE_SATURATE, %rax
-    jbe     1b
-    mov     $PARSE_SATURATE, %eax
-    jmp     1b
-2:  mov     %rdi, %rdx
-    pop     %rbp
-    ret
-END(parse_uint)
 
 /* print_span(p = %rdi, len = %rsi): writes len bytes from p. */
 FUNCTION(print_span)
@@ -597,76 +493,15 @@ END(print_header)
 
 /* ---- machine set-up ---- */
 
-/* pic_mask(): masks every line of both 8259s (under --irqchip kvm they also reach LINT0). */
-FUNCTION(pic_mask)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     $0xff, %al
-    out     %al, $PIC1_DATA
-    out     %al, $PIC2_DATA
-    pop     %rbp
-    ret
-END(pic_mask)
-
-/* idt_init(): the IDT shared by every CPU: exception stubs, then the lab's vectors. */
+/* idt_init(): the IDT shared by every CPU: the defaults and lab_gates (idt.S). */
 FUNCTION(idt_init)
     push    %rbp
     mov     %rsp, %rbp
-    push    %rbx
-    push    %r12
-    xor     %ebx, %ebx
-    lea     exception_stubs(%rip), %r12
-1:  mov     %ebx, %edi
-    mov     %r12, %rsi
-    call    set_gate
-    add     $EXC_STUB_SIZE, %r12
-    inc     %ebx
-    cmp     $32, %ebx
-    jb      1b
-2:  mov     %ebx, %edi
-    lea     unexpected_interrupt(%rip), %rsi
-    call    set_gate
-    inc     %ebx
-    cmp     $IDT_ENTRIES, %ebx
-    jb      2b
-    mov     $VEC_TIMER, %edi
-    lea     timer_handler(%rip), %rsi
-    call    set_gate
-    mov     $VEC_KICK, %edi
-    lea     kick_handler(%rip), %rsi
-    call    set_gate
-    mov     $VEC_XCALL, %edi
-    lea     xcall_handler(%rip), %rsi
-    call    set_gate
-    mov     $VEC_SPURIOUS, %edi
-    lea     spurious_handler(%rip), %rsi
-    call    set_gate
-    pop     %r12
-    pop     %rbx
+    lea     lab_gates(%rip), %rdi
+    call    idt_init_gates
     pop     %rbp
     ret
 END(idt_init)
-
-/* set_gate(vector = %edi, handler = %rsi): a 64-bit interrupt gate, CS = SEL_CODE64. */
-FUNCTION(set_gate)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     %edi, %edi
-    shl     $4, %rdi
-    lea     idt(%rip), %rax
-    add     %rax, %rdi
-    mov     %rsi, %rax
-    mov     %ax, (%rdi)
-    movw    $SEL_CODE64, 2(%rdi)
-    movw    $GATE_INTR, 4(%rdi)
-    shr     $16, %rax
-    mov     %ax, 6(%rdi)
-    shr     $16, %rax
-    mov     %eax, 8(%rdi)
-    movl    $0, 12(%rdi)
-    pop     %rbp
-    ret
-END(set_gate)
 
 /*
  * map_cpus() -> %eax: 0, or 1 after printing why. Reads the MP table
@@ -728,72 +563,34 @@ END(map_cpus)
 
 /*
  * start_aps() -> %eax: 0, or an exit status after printing why. Starts
- * CPUs 1 .. ncpus-1 one at a time with INIT-SIPI-SIPI (trampoline.S enters
- * ap_main on the stack slot of the CPU's index) and waits for each.
+ * CPUs 1 .. ncpus-1 one at a time with INIT-SIPI-SIPI (start_aps_listed,
+ * aps.S; trampoline.S enters ap_main on the stack slot of the CPU's index)
+ * and waits for each.
  */
 FUNCTION(start_aps)
     push    %rbp
     mov     %rsp, %rbp
     push    %rbx
     push    %r12
-    mov     %cr3, %rax
-    mov     %rax, tramp_cr3(%rip)
-    mov     %cr0, %rax
-    mov     %rax, tramp_cr0(%rip)
-    mov     $MSR_EFER, %ecx
-    rdmsr
-    and     $~EFER_LMA, %eax
-    or      $EFER_LME, %eax
-    mov     %eax, tramp_efer(%rip)
-    mov     %edx, tramp_efer + 4(%rip)
-    mov     $1, %r12d
-1:  cmp     ncpus(%rip), %r12d
-    jae     7f
-    lea     1(%r12), %eax
-    shl     $STACK_SHIFT, %rax
-    lea     cpu_stacks(%rip), %rcx
-    add     %rcx, %rax
-    mov     %rax, tramp_stack_top(%rip)
-    lea     apic_of(%rip), %rax
-    movzbl  (%rax,%r12), %ebx
-    mov     %ebx, %edi
-    mov     $ICR_INIT_ASSERT, %esi
-    call    apic_send_ipi
+    lea     apic_of(%rip), %rdi         /* index 0, the BSP, is skipped */
+    mov     ncpus(%rip), %esi
+    lea     cpu_stacks(%rip), %rdx
+    mov     $STACK_SHIFT, %ecx
+    call    start_aps_listed
     test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %ebx, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    mov     $IPI_DELAY, %edi
-    call    delay
-    mov     %ebx, %edi
-    mov     $(ICR_STARTUP | SIPI_VECTOR), %esi
-    call    apic_send_ipi
-    test    %eax, %eax
-    jnz     8f
-    lea     1(%r12), %edi
-    call    wait_for_online
-    test    %eax, %eax
-    jnz     6f
-    inc     %r12d
-    jmp     1b
-7:  xor     %eax, %eax
-    jmp     9f
-6:  PUTS    msg_ap_offline
+    jz      9f
+    mov     %edx, %r12d                 /* the CPU that failed */
+    lea     msg_ap_icr(%rip), %rdi
+    mov     $EXIT_IPI_TIMEOUT, %ebx
+    cmp     %ebx, %eax
+    je      8f
+    lea     msg_ap_offline(%rip), %rdi
+    mov     $XL_EXIT_AP_OFFLINE, %ebx
+8:  call    serial_puts
     mov     %r12d, %edi
     call    print_dec
     PUTS    msg_newline
-    mov     $XL_EXIT_AP_OFFLINE, %eax
-    jmp     9f
-8:  PUTS    msg_ap_icr
-    mov     %r12d, %edi
-    call    print_dec
-    PUTS    msg_newline
-    mov     $EXIT_IPI_TIMEOUT, %eax
+    mov     %ebx, %eax
 9:  pop     %r12
     pop     %rbx
     pop     %rbp
@@ -961,15 +758,11 @@ FUNCTION(xcall_send)
     mov     %rsp, %rbp
     mov     $LAPIC_BASE, %edx
     movl    $(ICR_ALL_BUT_SELF | VEC_XCALL), LAPIC_ICR_LO(%rdx)
-    mov     $ICR_POLL_LIMIT, %ecx
-1:  mov     LAPIC_ICR_LO(%rdx), %eax
-    test    $ICR_BUSY, %eax
-    jz      2f
-    pause
-    dec     %ecx
-    jnz     1b
+    call    apic_wait_icr               /* lapic.S */
+    test    %eax, %eax
+    jz      1f
     movl    $1, icr_stuck(%rip)
-2:  pop     %rbp
+1:  pop     %rbp
     ret
 END(xcall_send)
 
@@ -1163,28 +956,12 @@ END(lapic_eoi)
 
 /* Saves / restores what the SysV ABI lets a callee clobber, plus %rbx. */
 .macro SAVE_REGS
-    push    %rax
-    push    %rcx
-    push    %rdx
-    push    %rsi
-    push    %rdi
-    push    %r8
-    push    %r9
-    push    %r10
-    push    %r11
+    PUSH_SCRATCH
     push    %rbx
 .endm
 .macro RESTORE_REGS
     pop     %rbx
-    pop     %r11
-    pop     %r10
-    pop     %r9
-    pop     %r8
-    pop     %rdi
-    pop     %rsi
-    pop     %rdx
-    pop     %rcx
-    pop     %rax
+    POP_SCRATCH
 .endm
 
 /*
@@ -1247,34 +1024,6 @@ FUNCTION(kick_handler)
     iretq
 END(kick_handler)
 
-/* Spurious vector: no EOI, as the SDM says. */
-FUNCTION(spurious_handler)
-    iretq
-END(spurious_handler)
-
-/* Any other vector 32-254: reports it and ends the run. */
-FUNCTION(unexpected_interrupt)
-    mov     $-1, %rdi
-    jmp     unexpected_event
-END(unexpected_interrupt)
-
-/* Exceptions 0-31: stub i (EXC_STUB_SIZE bytes apart) passes vector i on. */
-FUNCTION(exception_stubs)
-    .set    exc_vector, 0
-    .rept   32
-    .p2align 3
-    push    $exc_vector
-    jmp     exception_entry
-    .set    exc_vector, exc_vector + 1
-    .endr
-END(exception_stubs)
-
-/* Common tail of the exception stubs: the vector is on the stack. */
-FUNCTION(exception_entry)
-    pop     %rdi
-    jmp     unexpected_event
-END(exception_entry)
-
 /*
  * unexpected_event(vector = %rdi, -1 for an interrupt): prints
  * "xcall-lab: FAIL exception V on cpu A" (A: APIC ID) or "... unexpected
@@ -1282,21 +1031,9 @@ END(exception_entry)
  */
 FUNCTION(unexpected_event)
     and     $~0xf, %rsp
-    mov     %rdi, %rbx
-    call    serial_lock
-    PUTS    msg_fail_prefix
-    test    %rbx, %rbx
-    js      1f
-    PUTS    msg_exception
-    mov     %rbx, %rdi
-    call    print_dec
-    jmp     2f
-1:  PUTS    msg_unexpected_irq
-2:  PUTS    msg_on_apic
-    call    lapic_id
-    mov     %eax, %edi
-    call    print_dec
-    PUTS    msg_newline
+    lea     msg_fail_prefix(%rip), %rsi
+    lea     msg_on_apic(%rip), %rdx
+    call    print_unexpected_event      /* idt.S */
     mov     $XL_EXIT_UNEXPECTED, %edi
     call    xcall_lab_exit
 END(unexpected_event)
@@ -1824,12 +1561,11 @@ FUNCTION(report_variant)
     incl    n_ok(%rip)
     PUTS    msg_ok_calls
     PUTDEC32 sample_count(%rip)
-    PUTS    msg_rt_median
+    PUTS    msg_rt_ns
     mov     stat_median_ns(%rip), %rdi
-    call    print_dec
-    PUTS    msg_p99
-    mov     stat_p99_ns(%rip), %rdi
-    call    print_dec
+    mov     stat_p99_ns(%rip), %rsi
+    xor     %edx, %edx                  /* already in ns */
+    call    print_median_p99
     jmp     4f
 2:  cmp     $OUT_HANG, %r12d
     jne     3f
@@ -1880,95 +1616,37 @@ END(report_variant)
 
 /*
  * compute_stats(): sorts samples[0..n) (n = sample_count, at most
- * MAX_SAMPLES) and sets stat_median_ns and stat_p99_ns (nearest rank).
+ * MAX_SAMPLES) and sets stat_median_ns and stat_p99_ns (nearest rank, stats.S).
  */
 FUNCTION(compute_stats)
     push    %rbp
     mov     %rsp, %rbp
     push    %rbx
-    push    %r12
+    push    %rbx                        /* keeps %rsp 16-byte aligned */
     movq    $0, stat_median_ns(%rip)
     movq    $0, stat_p99_ns(%rip)
-    mov     sample_count(%rip), %ebx
-    cmp     $MAX_SAMPLES, %ebx
+    mov     sample_count(%rip), %esi
+    cmp     $MAX_SAMPLES, %esi
     jbe     1f
-    mov     $MAX_SAMPLES, %ebx
-1:  test    %ebx, %ebx
+    mov     $MAX_SAMPLES, %esi
+1:  test    %esi, %esi
     jz      9f
-    lea     samples(%rip), %r12
-    mov     %r12, %rdi
-    mov     %ebx, %esi
-    call    sort_samples
-    lea     1(%rbx), %eax               /* median: index ceil(n / 2) - 1 */
-    shr     $1, %eax
-    dec     %eax
-    mov     (%r12,%rax,8), %rdi
+    lea     samples(%rip), %rdi
+    call    median_p99
+    mov     %rdx, %rbx
+    mov     %rax, %rdi
+    mov     tsc_khz(%rip), %esi
     call    ticks_to_ns
     mov     %rax, stat_median_ns(%rip)
-    imul    $99, %ebx, %eax             /* p99: index ceil(99 n / 100) - 1 */
-    add     $99, %eax
-    xor     %edx, %edx
-    mov     $100, %ecx
-    div     %ecx
-    dec     %eax
-    mov     (%r12,%rax,8), %rdi
+    mov     %rbx, %rdi
+    mov     tsc_khz(%rip), %esi
     call    ticks_to_ns
     mov     %rax, stat_p99_ns(%rip)
-9:  pop     %r12
+9:  pop     %rbx
     pop     %rbx
     pop     %rbp
     ret
 END(compute_stats)
-
-/* ticks_to_ns(ticks = %rdi) -> %rax: ticks * 10^6 / tsc_khz (ticks if that overflows). */
-FUNCTION(ticks_to_ns)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     %rdi, %rax
-    mov     $1000000, %ecx
-    mul     %rcx
-    mov     tsc_khz(%rip), %ecx
-    cmp     %rcx, %rdx
-    jae     1f
-    div     %rcx
-    pop     %rbp
-    ret
-1:  mov     %rdi, %rax
-    pop     %rbp
-    ret
-END(ticks_to_ns)
-
-/* sort_samples(a = %rdi, n = %esi): sorts u64 a[0..n) ascending (Shell sort, Ciura's gaps). */
-FUNCTION(sort_samples)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     %esi, %esi
-    lea     shell_gaps(%rip), %r8
-1:  mov     (%r8), %r9
-    mov     %r9, %rcx
-2:  cmp     %rsi, %rcx
-    jae     5f
-    mov     (%rdi,%rcx,8), %rax
-    mov     %rcx, %rdx
-3:  cmp     %r9, %rdx
-    jb      4f
-    mov     %rdx, %r10
-    sub     %r9, %r10
-    mov     (%rdi,%r10,8), %r11
-    cmp     %rax, %r11
-    jbe     4f
-    mov     %r11, (%rdi,%rdx,8)
-    mov     %r10, %rdx
-    jmp     3b
-4:  mov     %rax, (%rdi,%rdx,8)
-    inc     %rcx
-    jmp     2b
-5:  add     $8, %r8
-    cmp     $1, %r9
-    jne     1b
-    pop     %rbp
-    ret
-END(sort_samples)
 
 /*
  * print_summary() -> %eax: prints "xcall-lab: summary: X ok, Y hang, Z fail"
@@ -2015,9 +1693,11 @@ OBJECT(variants)
     VARIANT name_timer,       variant_timer,  xcall_func_count,   OUT_OK,   0, 0
 END(variants)
     .p2align 3
-shell_gaps:
-    .quad 1750, 701, 301, 132, 57, 23, 10, 4, 1
-    .size shell_gaps, . - shell_gaps
+lab_gates:                              /* idt_init: vector, handler */
+    .quad   VEC_TIMER, timer_handler
+    .quad   VEC_KICK, kick_handler
+    .quad   VEC_XCALL, xcall_handler
+    .quad   0, 0
 name_eoi_early:     .asciz "eoi-early"
 name_eoi_late:      .asciz "eoi-late"
 name_caller_on:     .asciz "caller-irqs-on"
@@ -2041,8 +1721,7 @@ msg_hdr_calls:      .asciz " calls="
 msg_hdr_deadman:    .asciz " deadman_ms="
 msg_hdr_vector:     .asciz " vector="
 msg_ok_calls:       .asciz "ok calls="
-msg_rt_median:      .asciz " rt_ns median="
-msg_p99:            .asciz " p99="
+msg_rt_ns:          .asciz " rt_ns"
 msg_hang1:          .asciz "HANG detected by deadman after "
 msg_hang2:          .asciz " ms (cpu "
 msg_hang3:          .asciz " waiting for cpu "
@@ -2084,15 +1763,9 @@ msg_bad_deadman:    .asciz "xcall-lab: deadman_ms= must be 1 to 60000\n"
 msg_unknown_variant: .asciz "xcall-lab: unknown variant `"
 msg_variant_list:   .asciz "` (all, eoi-early, eoi-late, caller-irqs-on, caller-irqs-off, mutual, mutual-irqs-on, recursion, recursion-irqs-off, timer)\n"
 msg_fail_prefix:    .asciz "xcall-lab: FAIL "
-msg_exception:      .asciz "exception "
-msg_unexpected_irq: .asciz "unexpected interrupt"
 msg_on_apic:        .asciz " on APIC ID "
 
     .data
-    .p2align 3
-idt_ptr:
-    .word IDT_ENTRIES * 16 - 1
-    .quad idt
     .p2align 3
 OBJECT(online_mask)
     .quad 0                             /* bit i: CPU index i is online */
@@ -2140,12 +1813,6 @@ END(tsc_khz_assumed)
 OBJECT(ncpus)
     .long 0
 END(ncpus)
-OBJECT(cpus_online)
-    .long 1                             /* for wait_for_online (lapic.S) */
-END(cpus_online)
-OBJECT(bsp_apic_id)
-    .long 0
-END(bsp_apic_id)
 OBJECT(cur_eoi_early)
     .long 0
 END(cur_eoi_early)
@@ -2205,10 +1872,6 @@ OBJECT(n_unexpected)
 END(n_unexpected)
 
     .bss
-    .p2align 12
-OBJECT(idt)
-    .space IDT_ENTRIES * 16
-END(idt)
     .p2align 6
 OBJECT(percpu)
     .space XL_MAX_CPUS << PCPU_SHIFT
