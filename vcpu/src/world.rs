@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::VcpuError;
 use crate::handle::VcpuHandle;
-use crate::state::Shared;
+use crate::state::{RunState, Shared, Snapshot};
 
 #[cfg(not(loom))]
 std::thread_local! {
@@ -70,6 +70,18 @@ impl World {
     #[cfg(loom)]
     pub(crate) fn from_shared(vcpus: Vec<Arc<Shared>>) -> Self {
         World { vcpus }
+    }
+
+    /// Each vCPU's run state and last published snapshot (exit count, last exit, RIP), in
+    /// vCPU order. Snapshots are published when a vCPU parks or ends.
+    pub fn snapshots(&self) -> Vec<(RunState, Snapshot)> {
+        self.vcpus
+            .iter()
+            .map(|v| {
+                let ctl = v.lock();
+                (ctl.state, ctl.snapshot)
+            })
+            .collect()
     }
 
     /// Number of vCPUs.
