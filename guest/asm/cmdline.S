@@ -6,7 +6,7 @@
  */
 #include "common.h"
 
-#define PARSE_SATURATE      1000000     /* parse_uint's ceiling: above every option's range */
+#define PARSE_SATURATE      100000000   /* parse_uint's ceiling: above every option's range (spin's n= goes to 10^7) */
 
     .text
     .code64

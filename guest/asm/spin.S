@@ -1,7 +1,9 @@
 /*
  * spin.S: the `spin` guest. Prints one line, then loops forever, so the
  * VMM's --timeout and its stop/report machinery can be tested; the loops
- * here are the deliberately unbounded ones among the guests.
+ * here are the deliberately unbounded ones among the guests. Its bounded
+ * modes (calls, outs, loop) time a loop of N iterations for the probe
+ * benchmark (tests/benches/probes.rs) and exit 0.
  *
  * Command line (boot info; words separated by blanks, the last of each kind
  * wins):
@@ -17,13 +19,29 @@
  *   mode=count  cli, then increments the CPU's own u64 counter in a loop
  *               (count_forever): spin_counters[APIC ID], so progress can be
  *               read from guest memory
+ *   mode=calls  the BSP calls the (almost) empty function bench_target N
+ *               times in a loop, then prints `spin: calls done n=N ticks=T
+ *               tsc_khz=K` (T: TSC ticks the loop took; K: boot info's TSC
+ *               frequency, 0 if unknown) and exits 0
+ *   mode=outs   the same loop with `outb %al, $0x80` as its body (a port the
+ *               VMM ignores: one bare PIO exit per iteration); prints `spin:
+ *               outs done n=N ticks=T tsc_khz=K` and exits 0
+ *   mode=loop   the same loop with an empty body (the loop's own cost);
+ *               prints `spin: loop done n=N ticks=T tsc_khz=K` and exits 0
+ *   n=N         iterations for calls, outs and loop: 0 to 10000000
+ *               (default 20000); ignored by the other modes
+ *
+ * In the bounded modes, with cpus=all, the APs halt (sti; hlt) while the
+ * BSP runs the loop.
  *
  * Output: `spin: looping forever with interrupts disabled` (whatever the
  * mode), then `spin: mode=M cpus=N` once the N CPUs that will loop are
- * running (the APs print nothing). Without a command line this is the BSP
+ * running (the APs print nothing), then, in the bounded modes, the `done`
+ * line. Without a command line this is the BSP
  * alone in spin_forever, as the guest always did.
  *
- * Exit statuses (it never exits otherwise): 3 bad command line (`spin: bad
+ * Exit statuses (it never exits otherwise, except 0 after a bounded mode's
+ * loop): 3 bad command line (`spin: bad
  * command line`), and with cpus=all: 1 an AP did not come online, 4 an IPI
  * to start an AP stayed undelivered, 8 MP table missing, unusable or
  * disagreeing with boot_info.cpu_count. A boot-info block without the magic
@@ -41,6 +59,13 @@
 #define MODE_BUSY               0
 #define MODE_HALT               1
 #define MODE_COUNT              2
+#define MODE_CALLS              3       /* from here on: the bounded modes */
+#define MODE_OUTS               4
+#define MODE_LOOP               5
+
+#define SPIN_DEFAULT_N          20000
+#define SPIN_MAX_N              10000000
+#define BENCH_PORT              0x80    /* ignored by the VMM: a bare PIO exit */
 
 /* One option table entry: the word, the u32 it sets, the value. */
 #define OPT_WORD                0
@@ -51,6 +76,24 @@
 .macro OPTION word, var, value
     .quad   \word, \var
     .long   \value, 0
+.endm
+
+/*
+ * TIMED_LOOP body: %rax = TSC ticks taken by %r12 iterations of `body; dec
+ * %r12; jnz` (none if %r12 is 0). Clobbers %rdx, %r12, %r13.
+ */
+.macro TIMED_LOOP body:vararg
+    READ_TSC
+    mov     %rax, %r13
+    test    %r12, %r12
+    jz      .Ldone\@
+.Lloop\@:
+    \body
+    dec     %r12
+    jnz     .Lloop\@
+.Ldone\@:
+    READ_TSC
+    sub     %r13, %rax
 .endm
 
     .text
@@ -78,7 +121,12 @@ FUNCTION(guest_main)
     test    %eax, %eax
     jnz     9f
 2:  call    print_mode
-    call    lapic_id_if_needed
+    cmpl    $MODE_CALLS, spin_mode(%rip)
+    jb      3f
+    mov     %rbx, %rdi
+    call    spin_bench                  /* bounded: returns the exit status */
+    jmp     9f
+3:  call    lapic_id_if_needed
     mov     %eax, %edi
     call    spin_run
 8:  lea     msg_bad_cmdline(%rip), %rdi
@@ -105,7 +153,7 @@ END(lapic_id_if_needed)
 
 /*
  * spin_run(apic_id = %edi): runs the loop spin_mode selects, on this CPU, for
- * ever. Never returns.
+ * ever (an AP in a bounded mode halts). Never returns.
  */
 FUNCTION(spin_run)
     push    %rbp
@@ -113,6 +161,8 @@ FUNCTION(spin_run)
     mov     spin_mode(%rip), %eax
     cmp     $MODE_HALT, %eax
     je      2f
+    cmp     $MODE_CALLS, %eax
+    jae     2f
     cmp     $MODE_COUNT, %eax
     je      3f
     call    spin_forever
@@ -122,6 +172,67 @@ FUNCTION(spin_run)
     lea     (%rax,%rdi,8), %rdi
     call    count_forever
 END(spin_run)
+
+/*
+ * spin_bench(boot_info = %rdi) -> %eax: 0, after timing spin_n iterations of
+ * the loop spin_mode selects (calls, outs or loop) and printing `spin: MODE
+ * done n=N ticks=T tsc_khz=K`.
+ */
+FUNCTION(spin_bench)
+    push    %rbp
+    mov     %rsp, %rbp
+    push    %rbx
+    push    %r12
+    push    %r13
+    push    %r14
+    xor     %r14d, %r14d                /* TSC kHz: 0 unless the boot info says */
+    cmpl    $BOOT_INFO_MAGIC, BI_MAGIC(%rdi)
+    jne     1f
+    mov     BI_TSC_KHZ(%rdi), %r14d
+1:  mov     spin_n(%rip), %r12d
+    mov     spin_mode(%rip), %ebx
+    cmp     $MODE_CALLS, %ebx
+    je      2f
+    cmp     $MODE_OUTS, %ebx
+    je      3f
+    TIMED_LOOP
+    jmp     4f
+2:  TIMED_LOOP call bench_target
+    jmp     4f
+3:  TIMED_LOOP outb %al, $BENCH_PORT
+4:  mov     %rax, %r13                  /* ticks */
+    PUTS    msg_spin_prefix
+    lea     mode_names(%rip), %rcx
+    mov     (%rcx,%rbx,8), %rdi
+    call    serial_puts
+    PUTS    msg_done_n
+    PUTDEC32 spin_n(%rip)
+    PUTS    msg_ticks
+    mov     %r13, %rdi
+    call    print_dec
+    PUTS    msg_tsc_khz
+    mov     %r14d, %edi
+    call    print_dec
+    PUTS    msg_newline
+    xor     %eax, %eax
+    pop     %r14
+    pop     %r13
+    pop     %r12
+    pop     %rbx
+    pop     %rbp
+    ret
+END(spin_bench)
+
+/*
+ * bench_target(): does nothing; mode=calls calls it in its loop. The probe
+ * benchmark traps its entry (push %rbp) and its return (ret).
+ */
+FUNCTION(bench_target)
+    push    %rbp
+    mov     %rsp, %rbp
+    pop     %rbp
+    ret
+END(bench_target)
 
 /* spin_forever(): cli, then pause in a loop for ever. */
 FUNCTION(spin_forever)
@@ -151,8 +262,9 @@ FUNCTION(count_forever)
 END(count_forever)
 
 /*
- * parse_cmdline(boot_info = %rdi) -> %eax: 0, or 1 if some word is not in
- * the option table (word_equals, cmdline.S). Sets spin_mode and spin_all_cpus.
+ * parse_cmdline(boot_info = %rdi) -> %eax: 0, or 1 if some word is neither
+ * in the option table (word_equals, cmdline.S) nor `n=` followed by digits
+ * only, at most SPIN_MAX_N. Sets spin_mode, spin_all_cpus and spin_n.
  */
 FUNCTION(parse_cmdline)
     push    %rbp
@@ -177,7 +289,26 @@ FUNCTION(parse_cmdline)
     jbe     4f
     inc     %r13
     jmp     3b
-4:  lea     options(%rip), %r14
+4:  mov     %rbx, %rdi                  /* n=N? */
+    mov     %r13, %rsi
+    lea     opt_n(%rip), %rdx
+    call    match_word
+    test    %rax, %rax
+    jz      10f
+    mov     %rax, %r14                  /* the first digit */
+    mov     %rax, %rdi
+    mov     %r13, %rsi
+    call    parse_uint
+    cmp     %r14, %rdx                  /* no digit */
+    je      8f
+    cmp     %r13, %rdx                  /* something after the digits */
+    jne     8f
+    cmp     $SPIN_MAX_N, %rax
+    ja      8f
+    mov     %eax, spin_n(%rip)
+    mov     %r13, %rbx
+    jmp     1b
+10: lea     options(%rip), %r14
 5:  lea     options_end(%rip), %rax
     cmp     %rax, %r14
     jae     8f                          /* not an option */
@@ -335,28 +466,45 @@ msg_ipi_timeout:    .asciz "spin: IPI not delivered (ICR stayed busy) to cpu "
 name_busy:          .asciz "busy"
 name_halt:          .asciz "halt"
 name_count:         .asciz "count"
+name_calls:         .asciz "calls"
+name_outs:          .asciz "outs"
+name_loop:          .asciz "loop"
+msg_spin_prefix:    .asciz "spin: "
+msg_done_n:         .asciz " done n="
+msg_ticks:          .asciz " ticks="
+msg_tsc_khz:        .asciz " tsc_khz="
+opt_n:              .asciz "n="
 opt_cpus_1:         .asciz "cpus=1"
 opt_cpus_all:       .asciz "cpus=all"
 opt_mode_busy:      .asciz "mode=busy"
 opt_mode_halt:      .asciz "mode=halt"
 opt_mode_count:     .asciz "mode=count"
+opt_mode_calls:     .asciz "mode=calls"
+opt_mode_outs:      .asciz "mode=outs"
+opt_mode_loop:      .asciz "mode=loop"
 
     .p2align 3
 mode_names:                             /* indexed by spin_mode */
-    .quad   name_busy, name_halt, name_count
+    .quad   name_busy, name_halt, name_count, name_calls, name_outs, name_loop
 options:
     OPTION  opt_cpus_1, spin_all_cpus, 0
     OPTION  opt_cpus_all, spin_all_cpus, 1
     OPTION  opt_mode_busy, spin_mode, MODE_BUSY
     OPTION  opt_mode_halt, spin_mode, MODE_HALT
     OPTION  opt_mode_count, spin_mode, MODE_COUNT
+    OPTION  opt_mode_calls, spin_mode, MODE_CALLS
+    OPTION  opt_mode_outs, spin_mode, MODE_OUTS
+    OPTION  opt_mode_loop, spin_mode, MODE_LOOP
 options_end:
 
     .data
     .p2align 2
 OBJECT(spin_mode)
-    .long MODE_BUSY                     /* MODE_BUSY, MODE_HALT or MODE_COUNT */
+    .long MODE_BUSY                     /* one of the MODE_ values */
 END(spin_mode)
+OBJECT(spin_n)
+    .long SPIN_DEFAULT_N                /* n=: iterations of a bounded mode */
+END(spin_n)
 OBJECT(spin_all_cpus)
     .long 0                             /* 1: cpus=all */
 END(spin_all_cpus)
