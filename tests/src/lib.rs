@@ -246,6 +246,7 @@ pub fn library_vm_with_probes(
         timeout: Some(timeout),
         serial_out: Box::new(serial.clone()),
         probes: probes.iter().map(|p| p.to_string()).collect(),
+        trace: None,
     })?;
     Ok((vm, serial))
 }

@@ -8,8 +8,13 @@
 //!   table with the shadow of original bytes, and emulation of displaced instructions.
 //! - [`pagewalk`]: guest-virtual to guest-physical translation and bounded guest reads.
 //! - [`probes`]: the probe catalogue of an image (`hvtrace list`) and description matching.
+//! - [`lang`]: the D language subset: parse, check, compile to a typed IR; probe descriptions.
+//! - [`runtime`]: clause evaluation against a [`runtime::ProbeContext`], per-vCPU record
+//!   buffers and aggregations, the consumer that folds and prints them (text and JSON).
 
+pub mod lang;
 pub mod pagewalk;
 pub mod probes;
+pub mod runtime;
 pub mod symbols;
 pub mod traps;

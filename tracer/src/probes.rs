@@ -3,8 +3,11 @@
 //!
 //! Providers:
 //! - `dtrace:::BEGIN`, `END`, `ERROR`;
-//! - `fbt:MODULE:FUNCTION:entry` for every function of the image, and `:return` for every
-//!   function whose code decodes and has at least one return site;
+//! - `fbt:MODULE:FUNCTION:entry` and `:return` for every function the tracer can instrument:
+//!   its code decodes as 64-bit code, and the instruction under each trap (the first one for
+//!   `entry`, every return site for `return`) is one the VMM emulates. As in DTrace's fbt, a
+//!   function that cannot be instrumented has no probes (until the single-step fallback
+//!   exists, that includes functions starting with an instruction outside the emulated set);
 //! - `apic:::EVENT` for the emulated APIC's state changes;
 //! - `vmexit:::KIND` per exit kind;
 //! - `sync:::stop` / `sync:::resume` for stop-the-world;
@@ -12,7 +15,19 @@
 //!   catalogue lists one of each as an example, as `dtrace -l` does.
 
 use crate::symbols::{glob_match, ElfSymbols, SymbolSource};
-use crate::traps::decode_function;
+use crate::traps::{decode_function, emulate, Emulation, GuestMemory, MemoryFault, Regs};
+
+/// A stack that accepts every access, to ask whether an instruction is emulated at all.
+struct AnyStack;
+
+impl GuestMemory for AnyStack {
+    fn read_u64(&mut self, _: u64) -> Result<u64, MemoryFault> {
+        Ok(0)
+    }
+    fn write_u64(&mut self, _: u64, _: u64) -> Result<(), MemoryFault> {
+        Ok(())
+    }
+}
 
 /// One probe: `provider:module:function:name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,12 +106,24 @@ pub fn catalogue(image: &[u8], symbols: &ElfSymbols) -> Vec<Probe> {
     ];
     let thunks = symbols.return_thunks();
     for f in symbols.functions() {
-        probes.push(Probe::new("fbt", &f.module, &f.name, "entry"));
-        let returns = symbols
-            .function_bytes(image, f)
-            .and_then(|bytes| decode_function(f, bytes, &thunks).ok())
-            .is_some_and(|d| !d.return_sites().is_empty());
-        if returns {
+        let Some(bytes) = symbols.function_bytes(image, f) else {
+            continue;
+        };
+        let Ok(decoded) = decode_function(f, bytes, &thunks) else {
+            continue;
+        };
+        let emulated = |site: u64| {
+            let at = bytes.get((site - f.address) as usize..).unwrap_or(&[]);
+            matches!(
+                emulate(at, site, &Regs::default(), &mut AnyStack),
+                Emulation::Emulated(_)
+            )
+        };
+        if emulated(f.address) {
+            probes.push(Probe::new("fbt", &f.module, &f.name, "entry"));
+        }
+        let sites = decoded.return_sites();
+        if !sites.is_empty() && sites.iter().all(|r| emulated(r.address)) {
             probes.push(Probe::new("fbt", &f.module, &f.name, "return"));
         }
     }
@@ -163,6 +190,8 @@ mod tests {
         assert!(lines[0].trim_start().starts_with("ID"));
         assert!(lines[1].ends_with("xcall entry"), "{text}");
         let entries = probes.iter().filter(|p| p.matches("fbt:::entry")).count();
-        assert_eq!(entries, symbols.functions().len());
+        assert!(entries > symbols.functions().len() / 2, "{entries}");
+        // The 16-bit trampoline is not 64-bit code: no probes.
+        assert!(!has("fbt::trampoline_start:"));
     }
 }

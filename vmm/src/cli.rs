@@ -71,6 +71,32 @@ pub struct RunArgs {
     /// Command line handed to the guest (built-in guests read options from it).
     #[arg(long, default_value = "", value_name = "STR")]
     pub cmdline: String,
+    /// A D program to run against the guest, e.g.
+    /// `fbt::xcall*:entry { @[probefunc, cpu] = count(); }` (repeatable).
+    #[arg(short = 'n', value_name = "PROGRAM")]
+    pub program: Vec<String>,
+    /// A file holding a D program (repeatable).
+    #[arg(short = 's', value_name = "FILE")]
+    pub script: Vec<PathBuf>,
+    /// Quiet: only the program's own output, not a line per probe firing.
+    #[arg(short = 'q')]
+    pub quiet: bool,
+    /// Write the trace output to FILE instead of stdout (the guest's serial output stays on
+    /// stdout).
+    #[arg(short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Trace output format.
+    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    pub format: TraceFormat,
+}
+
+/// How trace records and aggregations are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceFormat {
+    /// DTrace's text layout.
+    Text,
+    /// One JSON object per record and per aggregation.
+    Json,
 }
 
 /// Parses a memory size such as `256M`, `1GiB`, `65536` or `512k`.

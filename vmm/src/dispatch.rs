@@ -33,6 +33,8 @@ pub struct Dispatcher {
     pub(crate) split_ioapic: Option<Arc<SplitIoapic>>,
     /// Armed function-boundary probes, and guest RAM for their displaced instructions.
     pub(crate) probes: Option<(Arc<ProbeSet>, GuestMemoryMmap)>,
+    /// The D program's runtime, when tracing.
+    pub(crate) tracing: Option<Arc<crate::trace::Tracing>>,
 }
 
 impl Dispatcher {
@@ -140,7 +142,11 @@ impl ExitHandler for Dispatcher {
     fn hlt(&self, cpu: usize, regs: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
         if let Some((probes, memory)) = &self.probes {
             let mut r = regs_from_kvm(regs);
-            if probes.on_hlt(cpu, &mut r, memory)? {
+            let hook = self
+                .tracing
+                .as_deref()
+                .map(|t| t as &dyn crate::probes::HitHook);
+            if probes.on_hlt(cpu, &mut r, memory, hook)? {
                 regs_to_kvm(&r, regs);
                 return Ok(HltAction::Resume);
             }

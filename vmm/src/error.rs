@@ -98,6 +98,9 @@ pub enum VmmError {
         #[source]
         source: LoadError,
     },
+    /// The D program could not be set up.
+    #[error(transparent)]
+    Trace(#[from] crate::trace::TraceError),
     /// Probes could not be armed.
     #[error(transparent)]
     Probes(#[from] crate::probes::ProbeError),

@@ -16,6 +16,7 @@ pub mod loader;
 pub mod mptable;
 pub mod outcome;
 pub mod probes;
+pub mod trace;
 pub mod vm;
 
 pub use error::VmmError;

@@ -93,6 +93,28 @@ fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<I
     })
 }
 
+/// The D program given with `-n` / `-s`, if any.
+fn trace_spec(args: &RunArgs) -> Result<Option<vmm::trace::TraceSpec>> {
+    if args.program.is_empty() && args.script.is_empty() {
+        return Ok(None);
+    }
+    let mut sources = Vec::new();
+    for (i, p) in args.program.iter().enumerate() {
+        sources.push((format!("-n #{}", i + 1), p.clone()));
+    }
+    for path in &args.script {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read D script {}", path.display()))?;
+        sources.push((path.display().to_string(), text));
+    }
+    Ok(Some(vmm::trace::TraceSpec {
+        sources,
+        quiet: args.quiet,
+        json: args.format == vmm::cli::TraceFormat::Json,
+        output: args.output.clone(),
+    }))
+}
+
 fn run(args: RunArgs) -> Result<ExitCode> {
     let config = VmConfig {
         image: image(args.guest.as_deref(), args.kernel.as_deref())?,
@@ -103,12 +125,18 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         timeout: args.timeout,
         serial_out: Box::new(std::io::stdout()),
         probes: Vec::new(),
+        trace: trace_spec(&args)?,
     };
-    let vm = Vm::new(config).context("cannot start the VM")?;
+    let vm = Vm::new(config).map_err(|e| match e {
+        // A program error is about the program, not the VM: say it as it is.
+        VmmError::Trace(t) => anyhow::Error::new(t),
+        other => anyhow::Error::new(other).context("cannot start the VM"),
+    })?;
     let outcome = vm.run()?;
     match &outcome {
         Outcome::GuestExit(_) => {}
         Outcome::Stopped => eprintln!("hvtrace: the run was ended from outside the guest"),
+        Outcome::TraceExit(_) => {}
         Outcome::Fault(details) => eprintln!("hvtrace: {details}"),
         Outcome::Timeout { after, vcpus } => {
             eprintln!(

@@ -93,6 +93,8 @@ pub enum Outcome {
     Fault(Box<FaultDetails>),
     /// Ended from outside the guest through an [`EndHandle`].
     Stopped,
+    /// The D program called `exit(n)`.
+    TraceExit(u8),
     /// `--timeout` expired; the state of every vCPU.
     Timeout {
         /// The timeout.
@@ -110,6 +112,7 @@ impl Outcome {
             Outcome::Fault(_) => STATUS_GUEST_ERROR,
             Outcome::Timeout { .. } => STATUS_TIMEOUT,
             Outcome::Stopped => STATUS_STOPPED,
+            Outcome::TraceExit(v) => *v,
         }
     }
 }

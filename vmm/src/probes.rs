@@ -142,6 +142,12 @@ impl GuestMemory for AnyMemory {
     }
 }
 
+/// Called for every probe that fires at a trap, before the displaced instruction runs.
+pub trait HitHook: Send + Sync {
+    /// `probe` (index `index` in the set) fired on `cpu` at trap `site` with `regs`.
+    fn hit(&self, cpu: usize, index: usize, probe: &Probe, site: u64, regs: &Regs);
+}
+
 impl ProbeSet {
     /// Arms every fbt probe of `image` matching one of `patterns` in `memory` (the image is
     /// already loaded there), for `cpus` vCPUs.
@@ -151,16 +157,41 @@ impl ProbeSet {
         patterns: &[String],
         cpus: usize,
     ) -> Result<ProbeSet, ProbeError> {
+        let wanted = Self::resolve(image, patterns)?;
+        Self::arm_probes(image, memory, &wanted, cpus)
+    }
+
+    /// The probes of `image` that `patterns` name, each once, in catalogue order per pattern.
+    pub fn resolve(image: &[u8], patterns: &[String]) -> Result<Vec<Probe>, ProbeError> {
         let symbols = ElfSymbols::parse(image)?;
-        let thunks = symbols.return_thunks();
         let catalogue = catalogue(image, &symbols);
-        let mut probes = Vec::new();
+        let mut wanted: Vec<Probe> = Vec::new();
         for pattern in patterns {
             let matching: Vec<&Probe> = catalogue.iter().filter(|p| p.matches(pattern)).collect();
             if matching.is_empty() {
                 return Err(ProbeError::NoMatch(pattern.clone()));
             }
-            for probe in matching {
+            for p in matching {
+                if !wanted.contains(p) {
+                    wanted.push(p.clone());
+                }
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// Arms exactly `wanted` (fbt probes of `image`'s catalogue) in `memory`.
+    pub fn arm_probes(
+        image: &[u8],
+        memory: &GuestMemoryMmap,
+        wanted: &[Probe],
+        cpus: usize,
+    ) -> Result<ProbeSet, ProbeError> {
+        let symbols = ElfSymbols::parse(image)?;
+        let thunks = symbols.return_thunks();
+        let mut probes = Vec::new();
+        {
+            for probe in wanted {
                 if probe.provider != "fbt" {
                     return Err(ProbeError::NotFbt(probe.to_string()));
                 }
@@ -242,6 +273,7 @@ impl ProbeSet {
         cpu: usize,
         regs: &mut Regs,
         memory: &GuestMemoryMmap,
+        hook: Option<&dyn HitHook>,
     ) -> Result<bool, String> {
         let traps = self.traps.lock().unwrap_or_else(|p| p.into_inner());
         let Some(trap) = traps.hit(TrapKind::Hlt, regs.rip) else {
@@ -250,8 +282,16 @@ impl ProbeSet {
         let site = trap.addr;
         if let Some(indices) = self.by_site.get(&site) {
             for &i in indices {
-                if let Some(h) = self.probes.get(i).and_then(|p| p.hits.get(cpu)) {
+                let Some(p) = self.probes.get(i) else {
+                    continue;
+                };
+                if let Some(h) = p.hits.get(cpu) {
                     h.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(hook) = hook {
+                    // Registers as at the trap: RIP on the probed instruction.
+                    let at_trap = Regs { rip: site, ..*regs };
+                    hook.hit(cpu, i, &p.probe, site, &at_trap);
                 }
             }
         }

@@ -28,6 +28,7 @@ use crate::loader::load_elf;
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
 use crate::probes::ProbeSet;
+use crate::trace::{plan, TraceSpec, Tracing};
 
 /// Most vCPUs a VM may have: APIC IDs 0-254 (255 is the xAPIC broadcast ID).
 pub const MAX_CPUS: usize = 254;
@@ -61,6 +62,8 @@ pub struct VmConfig {
     pub serial_out: SerialOut,
     /// Function-boundary probes to arm before the first instruction (`fbt:...` descriptions).
     pub probes: Vec<String>,
+    /// A D program to run against the guest.
+    pub trace: Option<TraceSpec>,
 }
 
 /// Opens `/dev/kvm` with an error that says how to fix the usual problems.
@@ -92,6 +95,7 @@ pub struct Vm {
     vcpus: Vec<VcpuHandle>,
     apic: Option<Arc<EmulatedIrqchip>>,
     probes: Option<Arc<ProbeSet>>,
+    tracing: Option<Arc<Tracing>>,
     end: Arc<EndSignal>,
     timeout: Option<Duration>,
     _vm: Arc<VmFd>,
@@ -141,17 +145,56 @@ impl Vm {
             fds.push(fd);
         }
 
-        let probes = if config.probes.is_empty() {
-            None
-        } else if config.irqchip != IrqChipMode::Emulated {
-            return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
-        } else {
-            Some(Arc::new(ProbeSet::arm(
-                &config.image.bytes,
-                &memory,
-                &config.probes,
-                config.cpus,
-            )?))
+        let planned = match &config.trace {
+            Some(spec) => Some(plan(spec, &config.image.bytes)?),
+            None => None,
+        };
+        let probes = {
+            let mut wanted = Vec::new();
+            if !config.probes.is_empty() {
+                let set = ProbeSet::arm(&config.image.bytes, &memory, &config.probes, config.cpus);
+                // Resolve the patterns only (the set is re-armed below with the program's).
+                let set = set?;
+                set.disarm_all(&memory);
+                wanted.extend(set.probes().iter().map(|p| p.probe.clone()));
+            }
+            if let Some((_, fbt)) = &planned {
+                wanted.extend(
+                    fbt.iter()
+                        .filter(|p| !wanted.contains(p))
+                        .cloned()
+                        .collect::<Vec<_>>(),
+                );
+            }
+            if wanted.is_empty() {
+                None
+            } else if config.irqchip != IrqChipMode::Emulated {
+                return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
+            } else {
+                Some(Arc::new(ProbeSet::arm_probes(
+                    &config.image.bytes,
+                    &memory,
+                    &wanted,
+                    config.cpus,
+                )?))
+            }
+        };
+        let tracing = match (planned, &config.trace) {
+            (Some((program, _)), Some(spec)) => {
+                let armed: Vec<_> = probes
+                    .as_ref()
+                    .map(|p| p.probes().iter().map(|a| a.probe.clone()).collect())
+                    .unwrap_or_default();
+                Some(Tracing::new(
+                    spec,
+                    program,
+                    &armed,
+                    &config.image.bytes,
+                    memory.clone(),
+                    config.cpus,
+                )?)
+            }
+            _ => None,
         };
         write_boot_tables(
             &memory,
@@ -185,6 +228,7 @@ impl Vm {
             apic: apic.clone(),
             split_ioapic,
             probes: probes.clone().map(|p| (p, memory.clone())),
+            tracing: tracing.clone(),
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
         for (cpu, fd) in fds.into_iter().enumerate() {
@@ -199,6 +243,7 @@ impl Vm {
             vcpus,
             apic,
             probes,
+            tracing,
             end,
             timeout: config.timeout,
             _vm: vm,
@@ -230,6 +275,9 @@ impl Vm {
 
     /// Runs the VM until the guest exits, a vCPU faults, or the timeout expires.
     pub fn run(self) -> Result<Outcome, VmmError> {
+        if let Some(t) = &self.tracing {
+            t.start(self.end_handle());
+        }
         for v in &self.vcpus {
             v.resume();
         }
@@ -253,6 +301,11 @@ impl Vm {
         if let Some(probes) = &self.probes {
             probes.disarm_all(&self.memory);
         }
+        let trace_exit = self.tracing.as_ref().and_then(|t| t.finish());
+        let outcome = match (outcome, trace_exit) {
+            (Outcome::Stopped, Some(status)) => Outcome::TraceExit(status as u8),
+            (outcome, _) => outcome,
+        };
         Ok(outcome)
     }
 

@@ -1,0 +1,234 @@
+//! End-to-end: `hvtrace run -n PROG` traces a built-in guest from outside, DTrace-style.
+
+use std::time::Duration;
+
+use tests::{kvm_or_skip, run_hvtrace, temp_file};
+
+const BOUND: Duration = Duration::from_secs(120);
+
+/// The guest's own completed-call count over its variant lines.
+fn guest_calls(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("xcall-lab: ") && l.contains(": ok calls="))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+fn value_after(stdout: &str, prefix: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{stdout}"))
+}
+
+#[test]
+fn counts_match_the_guests_own_counts_for_entry_and_return() {
+    if !kvm_or_skip("counts_match_the_guests_own_counts_for_entry_and_return") {
+        return;
+    }
+    for cpus in ["2", "4"] {
+        let out = run_hvtrace(
+            &[
+                "run",
+                "--guest",
+                "xcall-lab",
+                "--cpus",
+                cpus,
+                "--cmdline",
+                "variant=eoi-early,caller-irqs-on calls=10",
+                "-q",
+                "-n",
+                "fbt::xcall:entry { @c = count(); } fbt::xcall:return { @r = count(); } \
+                 fbt::xcall_func_count:entry { @f = count(); } \
+                 END { printa(\"entries %@d\\n\", @c); printa(\"returns %@d\\n\", @r); \
+                 printa(\"runs %@d\\n\", @f); }",
+            ],
+            BOUND,
+        );
+        assert_eq!(out.status, Some(0), "{out:?}");
+        let calls = guest_calls(&out.stdout);
+        assert_eq!(calls, 20, "{out:?}");
+        assert_eq!(value_after(&out.stdout, "entries "), calls);
+        assert_eq!(value_after(&out.stdout, "returns "), calls);
+        let others: u64 = cpus.parse::<u64>().unwrap() - 1;
+        assert_eq!(value_after(&out.stdout, "runs "), calls * others);
+    }
+}
+
+#[test]
+fn arguments_are_the_values_the_guest_passed() {
+    if !kvm_or_skip("arguments_are_the_values_the_guest_passed") {
+        return;
+    }
+    // xcall(func, arg, irqs_on): the guest passes its counting function and the call index.
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "xcall-lab",
+            "--cpus",
+            "2",
+            "--cmdline",
+            "variant=eoi-early calls=3",
+            "-q",
+            "-n",
+            "fbt::xcall:entry { printf(\"xcall(%a, %d)\\n\", arg0, arg1); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("xcall("))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "xcall(xcall_func_count, 0)",
+            "xcall(xcall_func_count, 1)",
+            "xcall(xcall_func_count, 2)"
+        ],
+        "{out:?}"
+    );
+}
+
+#[test]
+fn every_instrumentable_function_at_once_on_smp() {
+    if !kvm_or_skip("every_instrumentable_function_at_once_on_smp") {
+        return;
+    }
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "smp",
+            "--cpus",
+            "4",
+            "-q",
+            "-n",
+            "fbt:::entry { @[probefunc] = count(); } \
+             END { printa(\"%s %@d\\n\", @); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    assert!(out.stdout.contains("smp: 4 of 4 cpus online"), "{out:?}");
+    // The guest prints one `cpu N online` line per CPU through print_cpu_online.
+    assert_eq!(value_after(&out.stdout, "print_cpu_online "), 4, "{out:?}");
+}
+
+#[test]
+fn exit_ends_the_run_with_its_status() {
+    if !kvm_or_skip("exit_ends_the_run_with_its_status") {
+        return;
+    }
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "xcall-lab",
+            "--cpus",
+            "2",
+            "-q",
+            "-n",
+            "fbt::xcall:entry { exit(7); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(7), "{out:?}");
+}
+
+#[test]
+fn json_output_is_one_object_per_line() {
+    if !kvm_or_skip("json_output_is_one_object_per_line") {
+        return;
+    }
+    let path = temp_file("trace.jsonl", b"");
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "xcall-lab",
+            "--cpus",
+            "2",
+            "--cmdline",
+            "variant=eoi-early calls=2",
+            "--format",
+            "json",
+            "-o",
+            path.to_str().unwrap(),
+            "-n",
+            "fbt::xcall:entry { @c[cpu] = count(); trace(arg1); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let objects: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(
+        objects.iter().filter(|o| o["type"] == "trace").count(),
+        2,
+        "{text}"
+    );
+    assert!(objects.iter().any(|o| o["type"] == "aggregation"), "{text}");
+    assert!(
+        !out.stdout.contains("\"type\""),
+        "trace output went to -o, not stdout"
+    );
+}
+
+#[test]
+fn bad_programs_are_refused_with_a_position_and_nothing_runs() {
+    if !kvm_or_skip("bad_programs_are_refused_with_a_position_and_nothing_runs") {
+        return;
+    }
+    let cases = [
+        (
+            "fbt::serial_putc:entry { @ = count(fo); }",
+            "unknown variable `fo` at -n #1:1:36",
+        ),
+        (
+            "fbt::nosuch:entry { @ = count(); }",
+            "does not match any probes",
+        ),
+        (
+            "apic:::eoi { @ = count(); }",
+            "the apic provider is not implemented yet",
+        ),
+    ];
+    for (program, needle) in cases {
+        let out = run_hvtrace(&["run", "--guest", "hello", "-n", program], BOUND);
+        assert_eq!(out.status, Some(1), "{program}: {out:?}");
+        assert!(out.stderr.contains(needle), "{program}: {out:?}");
+        assert!(out.stdout.is_empty(), "the guest ran: {out:?}");
+    }
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "hello",
+            "--irqchip",
+            "kvm",
+            "-n",
+            "fbt::serial_putc:entry { }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("probes need --irqchip emulated"),
+        "{out:?}"
+    );
+}
