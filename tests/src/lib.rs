@@ -250,3 +250,19 @@ pub fn library_vm_with_probes(
     })?;
     Ok((vm, serial))
 }
+
+/// The sum of `calls=N` over the `xcall-lab: VARIANT: ok calls=N ...` lines the guest printed:
+/// its own count of completed cross calls.
+pub fn xcall_lab_calls(text: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with("xcall-lab: ") && l.contains(": ok calls="))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}

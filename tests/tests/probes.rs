@@ -3,27 +3,12 @@
 
 use std::time::Duration;
 
-use tests::{kvm_or_skip, library_vm_with_probes};
+use tests::{kvm_or_skip, library_vm_with_probes, xcall_lab_calls};
 use tracer::symbols::{ElfSymbols, SymbolSource};
 use vm_memory::{Bytes, GuestAddress};
 use vmm::{IrqChipMode, Outcome, VmmError};
 
 const BOUND: Duration = Duration::from_secs(120);
-
-/// Sum of the guest's own `calls=N` over the variant lines it printed.
-fn guest_reported_calls(text: &str) -> u64 {
-    text.lines()
-        .filter(|l| l.contains(": ok calls="))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
 
 #[test]
 fn entry_and_return_counts_match_the_guests_own_counts_across_vcpus() {
@@ -52,7 +37,7 @@ fn entry_and_return_counts_match_the_guests_own_counts_across_vcpus() {
             matches!(outcome, Outcome::GuestExit(0)),
             "{outcome:?}\n{text}"
         );
-        let calls = guest_reported_calls(&text);
+        let calls = xcall_lab_calls(&text);
         assert_eq!(calls, 60, "{text}");
         let count = |name: &str| {
             probes

@@ -2,25 +2,9 @@
 
 use std::time::Duration;
 
-use tests::{kvm_or_skip, run_hvtrace, temp_file};
+use tests::{kvm_or_skip, run_hvtrace, temp_file, xcall_lab_calls};
 
 const BOUND: Duration = Duration::from_secs(120);
-
-/// The guest's own completed-call count over its variant lines.
-fn guest_calls(stdout: &str) -> u64 {
-    stdout
-        .lines()
-        .filter(|l| l.starts_with("xcall-lab: ") && l.contains(": ok calls="))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
 
 fn value_after(stdout: &str, prefix: &str) -> u64 {
     stdout
@@ -54,7 +38,7 @@ fn counts_match_the_guests_own_counts_for_entry_and_return() {
             BOUND,
         );
         assert_eq!(out.status, Some(0), "{out:?}");
-        let calls = guest_calls(&out.stdout);
+        let calls = xcall_lab_calls(&out.stdout);
         assert_eq!(calls, 20, "{out:?}");
         assert_eq!(value_after(&out.stdout, "entries "), calls);
         assert_eq!(value_after(&out.stdout, "returns "), calls);
@@ -69,6 +53,8 @@ fn arguments_are_the_values_the_guest_passed() {
         return;
     }
     // xcall(func, arg, irqs_on): the guest passes its counting function and the call index.
+    // The trace goes to -o: on stdout it would interleave with the guest's serial output.
+    let path = temp_file("args.txt", b"");
     let out = run_hvtrace(
         &[
             "run",
@@ -79,17 +65,16 @@ fn arguments_are_the_values_the_guest_passed() {
             "--cmdline",
             "variant=eoi-early calls=3",
             "-q",
+            "-o",
+            path.to_str().unwrap(),
             "-n",
             "fbt::xcall:entry { printf(\"xcall(%a, %d)\\n\", arg0, arg1); }",
         ],
         BOUND,
     );
     assert_eq!(out.status, Some(0), "{out:?}");
-    let lines: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("xcall("))
-        .collect();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(
         lines,
         [
@@ -97,7 +82,7 @@ fn arguments_are_the_values_the_guest_passed() {
             "xcall(xcall_func_count, 1)",
             "xcall(xcall_func_count, 2)"
         ],
-        "{out:?}"
+        "{text}"
     );
 }
 
