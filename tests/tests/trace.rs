@@ -217,3 +217,46 @@ fn bad_programs_are_refused_with_a_position_and_nothing_runs() {
         "{out:?}"
     );
 }
+
+#[test]
+fn single_stepped_probes_count_exactly_too() {
+    if !kvm_or_skip("single_stepped_probes_count_exactly_too") {
+        return;
+    }
+    // lapic_eoi starts with `mov $0xfee00000,%eax`, which the tracer does not emulate: each hit
+    // stops the other vCPUs, single-steps the original instruction and re-arms. Its callers are
+    // the IPI handler and the kick handler, whose entries are emulated.
+    for cpus in ["2", "4"] {
+        let out = run_hvtrace(
+            &[
+                "run",
+                "--guest",
+                "xcall-lab",
+                "--cpus",
+                cpus,
+                "--cmdline",
+                "variant=eoi-early,eoi-late,caller-irqs-on calls=10",
+                "-q",
+                "-n",
+                "fbt::lapic_eoi:entry { @e = count(); } fbt::xcall_handler:entry { @h = count(); } \
+                 fbt::kick_handler:entry { @k = count(); } \
+                 END { printa(\"eoi %@d\\n\", @e); printa(\"handler %@d\\n\", @h); \
+                 printa(\"kick %@d\\n\", @k); }",
+            ],
+            BOUND,
+        );
+        assert_eq!(out.status, Some(0), "{out:?}");
+        let handler = value_after(&out.stdout, "handler ");
+        let kick = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("kick ")?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        assert_eq!(
+            handler,
+            3 * 10 * (cpus.parse::<u64>().unwrap() - 1),
+            "{out:?}"
+        );
+        assert_eq!(value_after(&out.stdout, "eoi "), handler + kick, "{out:?}");
+    }
+}

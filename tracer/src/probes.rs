@@ -3,11 +3,9 @@
 //!
 //! Providers:
 //! - `dtrace:::BEGIN`, `END`, `ERROR`;
-//! - `fbt:MODULE:FUNCTION:entry` and `:return` for every function the tracer can instrument:
-//!   its code decodes as 64-bit code, and the instruction under each trap (the first one for
-//!   `entry`, every return site for `return`) is one the VMM emulates. As in DTrace's fbt, a
-//!   function that cannot be instrumented has no probes (until the single-step fallback
-//!   exists, that includes functions starting with an instruction outside the emulated set);
+//! - `fbt:MODULE:FUNCTION:entry` for every function whose code decodes as 64-bit code, and
+//!   `:return` for those of them with at least one return site. As in DTrace's fbt, a function
+//!   that cannot be instrumented (e.g. a 16-bit trampoline) has no probes;
 //! - `apic:::EVENT` for the emulated APIC's state changes;
 //! - `vmexit:::KIND` per exit kind;
 //! - `sync:::stop` / `sync:::resume` for stop-the-world;
@@ -15,19 +13,7 @@
 //!   catalogue lists one of each as an example, as `dtrace -l` does.
 
 use crate::symbols::{glob_match, ElfSymbols, SymbolSource};
-use crate::traps::{decode_function, emulate, Emulation, GuestMemory, MemoryFault, Regs};
-
-/// A stack that accepts every access, to ask whether an instruction is emulated at all.
-struct AnyStack;
-
-impl GuestMemory for AnyStack {
-    fn read_u64(&mut self, _: u64) -> Result<u64, MemoryFault> {
-        Ok(0)
-    }
-    fn write_u64(&mut self, _: u64, _: u64) -> Result<(), MemoryFault> {
-        Ok(())
-    }
-}
+use crate::traps::decode_function;
 
 /// One probe: `provider:module:function:name`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,18 +98,8 @@ pub fn catalogue(image: &[u8], symbols: &ElfSymbols) -> Vec<Probe> {
         let Ok(decoded) = decode_function(f, bytes, &thunks) else {
             continue;
         };
-        let emulated = |site: u64| {
-            let at = bytes.get((site - f.address) as usize..).unwrap_or(&[]);
-            matches!(
-                emulate(at, site, &Regs::default(), &mut AnyStack),
-                Emulation::Emulated(_)
-            )
-        };
-        if emulated(f.address) {
-            probes.push(Probe::new("fbt", &f.module, &f.name, "entry"));
-        }
-        let sites = decoded.return_sites();
-        if !sites.is_empty() && sites.iter().all(|r| emulated(r.address)) {
+        probes.push(Probe::new("fbt", &f.module, &f.name, "entry"));
+        if !decoded.return_sites().is_empty() {
             probes.push(Probe::new("fbt", &f.module, &f.name, "return"));
         }
     }

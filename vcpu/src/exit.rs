@@ -28,6 +28,8 @@ pub enum ExitKind {
     IrqWindow,
     /// `KVM_EXIT_SET_TPR`: the guest lowered CR8.
     SetTpr,
+    /// `KVM_EXIT_DEBUG` after a single step.
+    Debug,
     /// `KVM_EXIT_IOAPIC_EOI`: an EOI for a user-space IOAPIC's level-triggered vector.
     IoapicEoi(u8),
     /// `rdmsr` / `wrmsr` exiting to user space.
@@ -66,6 +68,7 @@ impl fmt::Display for ExitKind {
             ExitKind::Hlt => f.write_str("hlt"),
             ExitKind::IrqWindow => f.write_str("interrupt window"),
             ExitKind::SetTpr => f.write_str("cr8 lowered"),
+            ExitKind::Debug => f.write_str("debug (single step)"),
             ExitKind::IoapicEoi(v) => write!(f, "ioapic eoi vector {v:#x}"),
             ExitKind::Msr { index, write } => {
                 write!(f, "{} {index:#x}", if *write { "wrmsr" } else { "rdmsr" })
@@ -211,6 +214,10 @@ pub enum HltAction {
     Park,
     /// `hlt` should not exit to user space in this configuration: end the vCPU.
     Unexpected,
+    /// The `hlt` was a probe trap whose displaced instruction must run on the CPU: the handler
+    /// restored the original bytes and set RIP to them; single-step one instruction (no
+    /// interrupt injected), then call [`ExitHandler::step_done`].
+    SingleStep,
 }
 
 /// The VMM side of exit handling, called on the vCPU's own thread.
@@ -264,6 +271,10 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn mmio_write(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String>;
     /// The vCPU stopped for good; called once, before the thread leaves its loop.
     fn fatal(&self, report: FatalReport);
+    /// The single step asked for by [`HltAction::SingleStep`] completed.
+    fn step_done(&self, _cpu: usize) -> Result<(), String> {
+        Ok(())
+    }
     /// `KVM_EXIT_IOAPIC_EOI` (split irqchip): the guest EOI'd a level-triggered `vector` that
     /// a user-space IOAPIC delivered.
     fn ioapic_eoi(&self, _cpu: usize, _vector: u8) -> Result<(), String> {

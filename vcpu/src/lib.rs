@@ -27,4 +27,4 @@ pub use exit::{
 pub use handle::Kicker;
 pub use handle::VcpuHandle;
 pub use state::{RunState, Snapshot};
-pub use world::{StopGuard, World};
+pub use world::{OwnedStopGuard, StopGuard, World};

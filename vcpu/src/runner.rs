@@ -56,6 +56,8 @@ pub(crate) struct Runner {
     wait: Option<GuestWait>,
     /// CR8 as last synchronised with the APIC's TPR (user-space APIC only).
     entered_cr8: u64,
+    /// A single step of a displaced instruction is in progress.
+    stepping: bool,
 }
 
 impl Runner {
@@ -79,6 +81,7 @@ impl Runner {
             user_space_apic,
             wait,
             entered_cr8: 0,
+            stepping: false,
         }
     }
 
@@ -165,7 +168,7 @@ impl Runner {
                     return;
                 }
             }
-            if self.user_space_apic {
+            if self.user_space_apic && !self.stepping {
                 match self.prepare_entry() {
                     Ok(true) => {}
                     Ok(false) => continue,
@@ -295,17 +298,7 @@ impl Runner {
                 .map_err(|what| Fatal::Unhandled { what })?
         };
         match action {
-            HltAction::Resume => {
-                if self.use_sync_regs {
-                    self.fd.sync_regs_mut().regs = regs;
-                    self.fd.set_sync_dirty_reg(SyncReg::Register);
-                    Ok(())
-                } else {
-                    self.fd.set_regs(&regs).map_err(|e| Fatal::Unexpected {
-                        exit: format!("KVM_SET_REGS after a probe hit failed: {e}"),
-                    })
-                }
-            }
+            HltAction::Resume => self.write_regs(&regs),
             HltAction::Park => {
                 let interrupts_enabled = self.fd.get_kvm_run().if_flag != 0;
                 self.wait = Some(GuestWait::Hlt { interrupts_enabled });
@@ -314,7 +307,51 @@ impl Runner {
             HltAction::Unexpected => Err(Fatal::Unexpected {
                 exit: "KVM_EXIT_HLT (hlt with no irqchip to wait on)".into(),
             }),
+            HltAction::SingleStep => {
+                self.write_regs(&regs)?;
+                self.set_single_step(true)?;
+                self.stepping = true;
+                Ok(())
+            }
         }
+    }
+
+    fn write_regs(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
+        if self.use_sync_regs {
+            self.fd.sync_regs_mut().regs = *regs;
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+            Ok(())
+        } else {
+            self.fd.set_regs(regs).map_err(|e| Fatal::Unexpected {
+                exit: format!("KVM_SET_REGS after a probe hit failed: {e}"),
+            })
+        }
+    }
+
+    fn set_single_step(&mut self, on: bool) -> Result<(), Fatal> {
+        let debug = kvm_bindings::kvm_guest_debug {
+            control: if on {
+                kvm_bindings::KVM_GUESTDBG_ENABLE | kvm_bindings::KVM_GUESTDBG_SINGLESTEP
+            } else {
+                0
+            },
+            ..Default::default()
+        };
+        self.fd
+            .set_guest_debug(&debug)
+            .map_err(|e| Fatal::Unexpected {
+                exit: format!("KVM_SET_GUEST_DEBUG (single step {on}) failed: {e}"),
+            })
+    }
+
+    /// The displaced instruction ran: stop single-stepping and let the handler re-arm.
+    fn finish_step(&mut self) -> Result<(), Fatal> {
+        self.stepping = false;
+        self.set_single_step(false)?;
+        let _epoch = HandlingEpoch::enter(&self.shared.handling);
+        self.handler
+            .step_done(self.shared.cpu)
+            .map_err(|what| Fatal::Unhandled { what })
     }
 
     /// Mirrors a CR8 the guest wrote itself (`mov %reg,%cr8`, which need not exit) into the TPR.
@@ -437,6 +474,10 @@ impl Runner {
             }
             VcpuExit::IoapicEoi(vector) => {
                 (ExitKind::IoapicEoi(vector), handler.ioapic_eoi(cpu, vector))
+            }
+            VcpuExit::Debug(_) if self.stepping => {
+                self.last_exit = ExitKind::Debug;
+                return self.finish_step();
             }
             VcpuExit::Hlt => {
                 self.last_exit = ExitKind::Hlt;

@@ -160,6 +160,70 @@ impl World {
     }
 }
 
+/// A stop that owns its world, so it can be kept across calls (e.g. from a probe hit until the
+/// single step that completes it). Dropping it resumes, like [`StopGuard`].
+#[must_use = "the world resumes when the guard is dropped"]
+pub struct OwnedStopGuard {
+    world: World,
+    /// The caller's own vCPU, left running (see [`World::stop_others`]).
+    spared: Option<usize>,
+}
+
+impl World {
+    /// Called on a vCPU thread: stops every *other* vCPU (bounded, as [`World::stop`]) and
+    /// leaves the caller's own vCPU free to run guest code, e.g. to single-step one
+    /// instruction while nobody else can run the same code. The guard owns its world, so it
+    /// can be kept across exits.
+    pub fn stop_others(&self, bound: Duration) -> Result<OwnedStopGuard, VcpuError> {
+        let me = self.vcpus.iter().position(is_current);
+        if let Some(me) = me.and_then(|i| self.vcpus.get(i)) {
+            me.mark_in_stop(true);
+        }
+        for (i, v) in self.vcpus.iter().enumerate() {
+            if Some(i) != me {
+                v.add_pause(false);
+            }
+        }
+        let guard = OwnedStopGuard {
+            world: self.clone(),
+            spared: me,
+        };
+        let start = Instant::now();
+        let deadline = start + bound;
+        let mut result = Ok(());
+        for (i, v) in self.vcpus.iter().enumerate() {
+            if Some(i) == me {
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (ok, ctl) = v.wait_until(left, |c| c.stopped());
+            if !ok {
+                result = Err(VcpuError::NotStopped {
+                    cpu: v.cpu,
+                    waited_ms: start.elapsed().as_millis(),
+                    state: ctl.state,
+                    last_exit: ctl.snapshot.last_exit,
+                });
+                break;
+            }
+        }
+        if let Some(me) = me.and_then(|i| self.vcpus.get(i)) {
+            me.mark_in_stop(false);
+        }
+        result.map(|()| guard)
+    }
+}
+
+impl Drop for OwnedStopGuard {
+    fn drop(&mut self) {
+        for (i, v) in self.world.vcpus.iter().enumerate() {
+            if Some(i) != self.spared {
+                v.remove_pause();
+            }
+        }
+    }
+}
+
 impl Drop for StopGuard<'_> {
     fn drop(&mut self) {
         for v in &self.world.vcpus {

@@ -14,7 +14,7 @@ use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::IrqChipMode;
 use crate::outcome::{EndSignal, Ending};
-use crate::probes::{regs_from_kvm, regs_to_kvm, ProbeSet};
+use crate::probes::{regs_from_kvm, regs_to_kvm, Hit, ProbeSet};
 
 /// Output sink of the guest's serial port.
 pub type SerialOut = Box<dyn Write + Send>;
@@ -112,6 +112,13 @@ impl ExitHandler for Dispatcher {
         Ok(())
     }
 
+    fn step_done(&self, cpu: usize) -> Result<(), String> {
+        match &self.probes {
+            Some((probes, memory)) => probes.step_done(cpu, memory),
+            None => Err(format!("vcpu {cpu}: single step without probes")),
+        }
+    }
+
     fn ioapic_eoi(&self, _cpu: usize, vector: u8) -> Result<(), String> {
         match &self.split_ioapic {
             Some(ioapic) => ioapic.eoi(vector),
@@ -146,9 +153,16 @@ impl ExitHandler for Dispatcher {
                 .tracing
                 .as_deref()
                 .map(|t| t as &dyn crate::probes::HitHook);
-            if probes.on_hlt(cpu, &mut r, memory, hook)? {
-                regs_to_kvm(&r, regs);
-                return Ok(HltAction::Resume);
+            match probes.on_hlt(cpu, &mut r, memory, hook)? {
+                Hit::NotOurs => {}
+                Hit::Emulated | Hit::Retry => {
+                    regs_to_kvm(&r, regs);
+                    return Ok(HltAction::Resume);
+                }
+                Hit::SingleStep => {
+                    regs_to_kvm(&r, regs);
+                    return Ok(HltAction::SingleStep);
+                }
             }
         }
         Ok(if self.apic.is_some() {

@@ -6,10 +6,11 @@
 //! software KVM (an emulation failure instead, see `../shared/HOST.md`), and `hlt` exits to user
 //! space only when no in-kernel irqchip is present, so probes need `--irqchip emulated`. Probes
 //! are armed before the first guest instruction and disarmed (guest memory restored) when the
-//! run ends. A site whose first instruction cannot be emulated is refused when arming, with the
-//! instruction named (the single-step fallback is not implemented yet).
+//! run ends. When the displaced instruction is not one the tracer emulates, the hit stops every
+//! other vCPU, puts the original byte back, single-steps that one instruction on the CPU, re-arms
+//! the trap and resumes the others (two exits instead of one).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use tracer::probes::{catalogue, Probe};
@@ -39,16 +40,6 @@ pub enum ProbeError {
         probe: String,
         /// Why.
         why: String,
-    },
-    /// The instruction under a trap cannot be emulated.
-    #[error("cannot place probe {probe}: the instruction at {site:#x} ({insn}) is not emulated and single-stepping displaced instructions is not implemented yet")]
-    NotEmulated {
-        /// The probe.
-        probe: String,
-        /// Trap address.
-        site: u64,
-        /// The instruction.
-        insn: String,
     },
     /// Writing the trap failed.
     #[error("cannot arm the trap at {site:#x}: {why}")]
@@ -84,12 +75,38 @@ impl ArmedProbe {
     }
 }
 
+/// What a `hlt` exit turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// Not one of our traps: the guest's own `hlt`.
+    NotOurs,
+    /// A probe hit whose displaced instruction was emulated into the registers.
+    Emulated,
+    /// A probe hit whose displaced instruction must be single-stepped: the other vCPUs are
+    /// stopped, the original byte is back and RIP points at it; call
+    /// [`ProbeSet::step_done`] after the step.
+    SingleStep,
+    /// Another vCPU is single-stepping: RIP was set back to the trap, so this vCPU takes the
+    /// hit again after that step (nothing was counted yet).
+    Retry,
+}
+
+/// How long a probe hit waits for the other vCPUs to stop before a single step.
+const STEP_STOP_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The armed probes of one VM.
 pub struct ProbeSet {
     probes: Vec<ArmedProbe>,
     traps: Mutex<TrapTable>,
     /// For each trap address, the probes that fire there (indices into `probes`).
     by_site: std::collections::HashMap<u64, Vec<usize>>,
+    /// Every vCPU, for stopping the others around a single step (set once they exist).
+    world: std::sync::OnceLock<vcpu::World>,
+    /// Per vCPU: the trap being single-stepped and the stop that covers it.
+    stepping: Mutex<Vec<Option<(u64, vcpu::OwnedStopGuard)>>>,
+    /// Which vCPU (index + 1) holds the single-step token; 0 when free. One step at a time:
+    /// two vCPUs stopping each other for their own steps would wait for each other for ever.
+    step_owner: AtomicUsize,
 }
 
 /// Guest text and stack accessed through guest-physical memory. The built-in guests and ELF
@@ -130,15 +147,18 @@ impl GuestMemory for IdentityMemory<'_> {
     }
 }
 
-/// Stack memory that accepts everything, to ask whether an instruction is emulated at all.
-struct AnyMemory;
+/// Guest memory for a dry run of the emulator: reads are real, writes are dropped.
+struct DryRun<'a>(&'a GuestMemoryMmap);
 
-impl GuestMemory for AnyMemory {
-    fn read_u64(&mut self, _: u64) -> Result<u64, MemoryFault> {
-        Ok(0)
+impl GuestMemory for DryRun<'_> {
+    fn read_u64(&mut self, gva: u64) -> Result<u64, MemoryFault> {
+        IdentityMemory(self.0).read_u64(gva)
     }
-    fn write_u64(&mut self, _: u64, _: u64) -> Result<(), MemoryFault> {
-        Ok(())
+    fn write_u64(&mut self, gva: u64, _: u64) -> Result<(), MemoryFault> {
+        let mut probe = [0u8; 8];
+        self.0
+            .read_slice(&mut probe, GuestAddress(gva))
+            .map_err(|_| MemoryFault { gva })
     }
 }
 
@@ -215,20 +235,6 @@ impl ProbeSet {
                 } else {
                     decoded.return_sites().iter().map(|r| r.address).collect()
                 };
-                for &site in &sites {
-                    let offset = (site - f.address) as usize;
-                    let insn = &bytes[offset..];
-                    if let Emulation::NeedsSingleStep(_) =
-                        emulate(insn, site, &Regs::default(), &mut AnyMemory)
-                    {
-                        return Err(ProbeError::NotEmulated {
-                            probe: probe.to_string(),
-                            site,
-                            insn: crate::disasm::decode_one(insn, 64, site)
-                                .map_or_else(|| "undecodable".into(), |(_, asm)| asm),
-                        });
-                    }
-                }
                 probes.push(ArmedProbe {
                     probe: probe.clone(),
                     sites,
@@ -256,7 +262,15 @@ impl ProbeSet {
             probes,
             traps: Mutex::new(traps),
             by_site,
+            world: std::sync::OnceLock::new(),
+            stepping: Mutex::new((0..cpus).map(|_| None).collect()),
+            step_owner: AtomicUsize::new(0),
         })
+    }
+
+    /// Connects the vCPUs (needed for single-stepped hits).
+    pub fn set_world(&self, world: vcpu::World) {
+        let _ = self.world.set(world);
     }
 
     /// The armed probes.
@@ -265,21 +279,39 @@ impl ProbeSet {
     }
 
     /// A `hlt` exit of `cpu` with `regs` (RIP after the `hlt`): if it is one of our traps,
-    /// counts the hit and emulates the displaced instruction into `regs`, returning true; a
-    /// guest's own `hlt` returns false. An error means the displaced instruction could not be
-    /// completed (a stack access outside guest RAM).
+    /// counts the hit, runs `hook`, and either emulates the displaced instruction into `regs`
+    /// or prepares a single step of it (see [`Hit`]).
     pub fn on_hlt(
         &self,
         cpu: usize,
         regs: &mut Regs,
         memory: &GuestMemoryMmap,
         hook: Option<&dyn HitHook>,
-    ) -> Result<bool, String> {
+    ) -> Result<Hit, String> {
         let traps = self.traps.lock().unwrap_or_else(|p| p.into_inner());
         let Some(trap) = traps.hit(TrapKind::Hlt, regs.rip) else {
-            return Ok(false);
+            return Ok(Hit::NotOurs);
         };
         let site = trap.addr;
+        let mut original = [0u8; 16];
+        traps
+            .shadow_read(&IdentityMemory(memory), site, &mut original)
+            .map_err(|e| format!("probe site {site:#x}: cannot read its original bytes: {e}"))?;
+        // Decide first (without side effects) whether this hit needs a single step, and take
+        // the step token before anything is counted, so a hit that must wait is retried whole.
+        let needs_step = matches!(
+            emulate(&original, site, regs, &mut DryRun(memory)),
+            Emulation::NeedsSingleStep(_)
+        );
+        if needs_step
+            && self
+                .step_owner
+                .compare_exchange(0, cpu + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            regs.rip = site;
+            return Ok(Hit::Retry);
+        }
         if let Some(indices) = self.by_site.get(&site) {
             for &i in indices {
                 let Some(p) = self.probes.get(i) else {
@@ -295,20 +327,75 @@ impl ProbeSet {
                 }
             }
         }
-        let mut original = [0u8; 16];
-        traps
-            .shadow_read(&IdentityMemory(memory), site, &mut original)
-            .map_err(|e| format!("probe site {site:#x}: cannot read its original bytes: {e}"))?;
-        match emulate(&original, site, regs, &mut IdentityMemory(memory)) {
-            Emulation::Emulated(after) => {
+        if !needs_step {
+            if let Emulation::Emulated(after) =
+                emulate(&original, site, regs, &mut IdentityMemory(memory))
+            {
                 *regs = after;
-                Ok(true)
+                return Ok(Hit::Emulated);
             }
-            // Emulation was checked when arming; what is left is a stack access outside RAM.
-            Emulation::NeedsSingleStep(why) => Err(format!(
-                "probe site {site:#x}: the displaced instruction could not be emulated ({why:?})"
-            )),
+            return Err(format!(
+                "probe site {site:#x}: the displaced instruction faulted when emulated for real"
+            ));
         }
+        drop(traps);
+        match self.prepare_step(cpu, site, original[0], memory) {
+            Ok(()) => {
+                regs.rip = site;
+                Ok(Hit::SingleStep)
+            }
+            Err(e) => {
+                self.step_owner.store(0, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// With the step token held by `cpu`: stops the other vCPUs and puts the original byte
+    /// back at `site`, remembering the stop until [`ProbeSet::step_done`].
+    fn prepare_step(
+        &self,
+        cpu: usize,
+        site: u64,
+        original: u8,
+        memory: &GuestMemoryMmap,
+    ) -> Result<(), String> {
+        let world = self
+            .world
+            .get()
+            .ok_or("probe single step before the vCPUs exist")?;
+        let guard = world.stop_others(STEP_STOP_BOUND).map_err(|e| {
+            format!("probe site {site:#x}: cannot stop the others to single-step: {e}")
+        })?;
+        IdentityMemory(memory)
+            .write(site, &[original])
+            .map_err(|e| format!("probe site {site:#x}: cannot restore the original byte: {e}"))?;
+        let mut stepping = self.stepping.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = stepping.get_mut(cpu) {
+            *slot = Some((site, guard));
+        }
+        Ok(())
+    }
+
+    /// The single step on `cpu` finished: re-arms its trap and resumes the other vCPUs.
+    pub fn step_done(&self, cpu: usize, memory: &GuestMemoryMmap) -> Result<(), String> {
+        let pending = self
+            .stepping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(cpu)
+            .and_then(Option::take);
+        let Some((site, guard)) = pending else {
+            return Err(format!(
+                "vcpu {cpu}: a single step finished that no probe asked for"
+            ));
+        };
+        let result = IdentityMemory(memory)
+            .write(site, TrapKind::Hlt.patch_bytes())
+            .map_err(|e| format!("probe site {site:#x}: cannot re-arm after the single step: {e}"));
+        drop(guard);
+        self.step_owner.store(0, Ordering::SeqCst);
+        result
     }
 
     /// Restores the original bytes at every trap.

@@ -235,6 +235,9 @@ impl Vm {
             let handler: Arc<dyn vcpu::ExitHandler> = dispatcher.clone();
             vcpus.push(VcpuHandle::spawn(cpu, fd, handler, use_sync_regs)?);
         }
+        if let Some(probes) = &probes {
+            probes.set_world(World::new(&vcpus));
+        }
         if let Some(apic) = &apic {
             apic.start(vcpus.iter().map(VcpuHandle::kicker).collect())
                 .map_err(VmmError::Thread)?;
