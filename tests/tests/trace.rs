@@ -260,3 +260,45 @@ fn single_stepped_probes_count_exactly_too() {
         assert_eq!(value_after(&out.stdout, "eoi "), handler + kick, "{out:?}");
     }
 }
+
+#[test]
+fn tick_probes_fire_periodically_and_exit_ends_a_guest_that_never_ends() {
+    if !kvm_or_skip("tick_probes_fire_periodically_and_exit_ends_a_guest_that_never_ends") {
+        return;
+    }
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "spin",
+            "--cmdline",
+            "mode=count",
+            "--timeout",
+            "60",
+            "-q",
+            "-n",
+            "tick-10ms { @t = count(); } tick-300ms { printa(\"ticks %@d\\n\", @t); exit(3); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(3), "{out:?}");
+    let ticks = value_after(&out.stdout, "ticks ");
+    // 30 periods of 10 ms in 300 ms; allow for a loaded 2-core host.
+    assert!((10..=31).contains(&ticks), "{ticks} ticks: {out:?}");
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "hello",
+            "-n",
+            "profile-997hz { @ = count(); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("profile-N provider is not implemented yet"),
+        "{out:?}"
+    );
+}

@@ -3,9 +3,10 @@
 //! at the end, the aggregations.
 //!
 //! Providers wired so far: `dtrace:::BEGIN` (before the first guest instruction),
-//! `dtrace:::END` (after the run ends) and `fbt` entry/return probes (hlt traps, see
-//! [`crate::probes`]). A clause naming only other providers (`apic`, `vmexit`, `sync`,
-//! `profile`) is refused when the program is set up, naming the provider.
+//! `dtrace:::END` (after the run ends), `profile:::tick-N` (a VMM timer, fired as CPU 0 with no
+//! guest registers) and `fbt` entry/return probes (hlt traps, see [`crate::probes`]). A clause
+//! naming only other providers (`apic`, `vmexit`, `sync`, `profile-N`) is refused when the
+//! program is set up, naming the provider.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use tracer::lang::{compile, Program, Source};
+use tracer::lang::{compile, Program, Source, TimerKind};
 use tracer::probes::{catalogue, Probe};
 use tracer::runtime::{
     Consumer, ConsumerOptions, Limits, MemoryError, Output, OutputFormat, ProbeContext, ProbeInfo,
@@ -84,10 +85,26 @@ pub struct Tracing {
     end: Mutex<Option<crate::outcome::EndHandle>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     stop: AtomicBool,
+    /// `tick-N` probes: (probe, clauses, period).
+    ticks: Vec<(Arc<ProbeInfo>, Vec<usize>, Duration)>,
+    ticker: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Compiles `spec` and resolves the fbt probes it needs against `image`.
-pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<(Program, Vec<Probe>), TraceError> {
+/// Shortest `tick-N` period honoured (a faster rate would only load the host).
+const MIN_TICK: Duration = Duration::from_micros(100);
+
+/// What a program needs from the VM.
+pub struct Plan {
+    /// The compiled program.
+    pub program: Program,
+    /// The fbt probes to arm.
+    pub fbt: Vec<Probe>,
+    /// `tick-N` probes: (probe name, period).
+    pub ticks: Vec<(String, Duration)>,
+}
+
+/// Compiles `spec` and resolves the probes it needs against `image`.
+pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<Plan, TraceError> {
     let sources: Vec<Source> = spec
         .sources
         .iter()
@@ -100,9 +117,30 @@ pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<(Program, Vec<Probe>), Tra
     let symbols = ElfSymbols::parse(image)?;
     let all = catalogue(image, &symbols);
     let mut fbt = Vec::new();
+    let mut ticks: Vec<(String, Duration)> = Vec::new();
     for clause in &program.clauses {
         let mut any = false;
         for desc in &clause.descs {
+            if matches!(desc.provider.as_str(), "" | "profile") {
+                match desc.timer() {
+                    Some(Ok((TimerKind::Tick, ns))) => {
+                        any = true;
+                        if !ticks.iter().any(|(n, _)| *n == desc.name) {
+                            let period = Duration::from_nanos(ns).max(MIN_TICK);
+                            ticks.push((desc.name.clone(), period));
+                        }
+                        continue;
+                    }
+                    Some(Ok((TimerKind::Profile, _))) => {
+                        return Err(TraceError::Unsupported(
+                            desc.to_string(),
+                            "profile-N".into(),
+                        ))
+                    }
+                    Some(Err(why)) => return Err(TraceError::Compile(format!("{desc}: {why}"))),
+                    None => {}
+                }
+            }
             for p in all
                 .iter()
                 .filter(|p| desc.matches(&p.provider, &p.module, &p.function, &p.name))
@@ -124,7 +162,11 @@ pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<(Program, Vec<Probe>), Tra
             return Err(TraceError::NoProbes(descs.join(", ")));
         }
     }
-    Ok((program, fbt))
+    Ok(Plan {
+        program,
+        fbt,
+        ticks,
+    })
 }
 
 impl Tracing {
@@ -133,6 +175,7 @@ impl Tracing {
     pub fn new(
         spec: &TraceSpec,
         program: Program,
+        ticks: &[(String, Duration)],
         armed: &[Probe],
         image: &[u8],
         memory: GuestMemoryMmap,
@@ -157,6 +200,14 @@ impl Tracing {
                     program.clauses_matching(&p.provider, &p.module, &p.function, &p.name);
                 let start = symbols.by_name(&p.function).map_or(0, |f| f.address);
                 (info, clauses, start)
+            })
+            .collect();
+        let ticks = ticks
+            .iter()
+            .map(|(name, period)| {
+                let info = Arc::new(ProbeInfo::new(0, "profile", "", "", name.clone()));
+                let clauses = program.clauses_matching("profile", "", "", name);
+                (info, clauses, *period)
             })
             .collect();
         let options = ConsumerOptions {
@@ -194,6 +245,8 @@ impl Tracing {
             end: Mutex::new(None),
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
+            ticks,
+            ticker: Mutex::new(None),
         }))
     }
 
@@ -212,15 +265,48 @@ impl Tracing {
             })
             .ok();
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+        if !self.ticks.is_empty() {
+            let me = Arc::clone(self);
+            let ticker = std::thread::Builder::new()
+                .name("trace-tick".into())
+                .spawn(move || me.run_ticks())
+                .ok();
+            *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = ticker;
+        }
         self.drain();
+    }
+
+    /// Fires every `tick-N` clause at its period until the trace stops.
+    fn run_ticks(&self) {
+        let start = Instant::now();
+        let mut next: Vec<Instant> = self.ticks.iter().map(|(_, _, p)| start + *p).collect();
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            for (i, (info, clauses, period)) in self.ticks.iter().enumerate() {
+                if next[i] <= now {
+                    next[i] += *period;
+                    if next[i] <= now {
+                        next[i] = now + *period; // fell behind: skip missed ticks
+                    }
+                    self.fire_without_registers(info, clauses);
+                }
+            }
+            let wake = next.iter().min().copied().unwrap_or(now + CONSUMER_PERIOD);
+            std::thread::sleep(
+                wake.saturating_duration_since(Instant::now())
+                    .min(CONSUMER_PERIOD),
+            );
+        }
     }
 
     /// Fires END, stops the consumer, folds and prints the aggregations. Returns the status of
     /// the program's `exit()`, if it called it.
     pub fn finish(&self) -> Option<i32> {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = t.join();
+        for slot in [&self.thread, &self.ticker] {
+            if let Some(t) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = t.join();
+            }
         }
         if !self.exit_requested.load(Ordering::SeqCst) {
             self.fire_dtrace(ProbeInfo::end());
@@ -250,7 +336,14 @@ impl Tracing {
         if clauses.is_empty() {
             return;
         }
-        let info = Arc::new(info);
+        self.fire_without_registers(&Arc::new(info), &clauses);
+    }
+
+    /// Fires `clauses` for a probe that has no guest registers (BEGIN, END, tick-N), as CPU 0.
+    fn fire_without_registers(&self, info: &Arc<ProbeInfo>, clauses: &[usize]) {
+        if clauses.is_empty() {
+            return;
+        }
         let ctx = HitContext {
             tracing: self,
             cpu: 0,
@@ -262,7 +355,7 @@ impl Tracing {
         };
         if let Some(v) = self.vcpus.first() {
             let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
-            self.runtime.fire(&mut state, &info, &clauses, &ctx);
+            self.runtime.fire(&mut state, info, clauses, &ctx);
         }
     }
 

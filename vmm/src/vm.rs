@@ -150,21 +150,11 @@ impl Vm {
             None => None,
         };
         let probes = {
-            let mut wanted = Vec::new();
-            if !config.probes.is_empty() {
-                let set = ProbeSet::arm(&config.image.bytes, &memory, &config.probes, config.cpus);
-                // Resolve the patterns only (the set is re-armed below with the program's).
-                let set = set?;
-                set.disarm_all(&memory);
-                wanted.extend(set.probes().iter().map(|p| p.probe.clone()));
-            }
-            if let Some((_, fbt)) = &planned {
-                wanted.extend(
-                    fbt.iter()
-                        .filter(|p| !wanted.contains(p))
-                        .cloned()
-                        .collect::<Vec<_>>(),
-                );
+            let mut wanted = ProbeSet::resolve(&config.image.bytes, &config.probes)?;
+            for p in planned.iter().flat_map(|plan| &plan.fbt) {
+                if !wanted.contains(p) {
+                    wanted.push(p.clone());
+                }
             }
             if wanted.is_empty() {
                 None
@@ -180,14 +170,15 @@ impl Vm {
             }
         };
         let tracing = match (planned, &config.trace) {
-            (Some((program, _)), Some(spec)) => {
+            (Some(plan), Some(spec)) => {
                 let armed: Vec<_> = probes
                     .as_ref()
                     .map(|p| p.probes().iter().map(|a| a.probe.clone()).collect())
                     .unwrap_or_default();
                 Some(Tracing::new(
                     spec,
-                    program,
+                    plan.program,
+                    &plan.ticks,
                     &armed,
                     &config.image.bytes,
                     memory.clone(),
