@@ -302,3 +302,32 @@ fn tick_probes_fire_periodically_and_exit_ends_a_guest_that_never_ends() {
         "{out:?}"
     );
 }
+
+#[test]
+fn vmexit_probes_see_every_byte_the_guest_writes_to_its_uart() {
+    if !kvm_or_skip("vmexit_probes_see_every_byte_the_guest_writes_to_its_uart") {
+        return;
+    }
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "hello",
+            "-q",
+            "-n",
+            "vmexit:::io /arg0 == 0x3f8 && arg1 == 1/ { @n = count(); } \
+             vmexit:::io /arg0 == 0xf4/ { @exit = max(arg2 + 1); } \
+             END { printa(\"bytes %@d\\n\", @n); printa(\"status+1 %@d\\n\", @exit); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let line = "hello from hvtrace guest\n";
+    assert!(out.stdout.starts_with(line), "{out:?}");
+    assert_eq!(
+        value_after(&out.stdout, "bytes "),
+        line.len() as u64,
+        "{out:?}"
+    );
+    assert_eq!(value_after(&out.stdout, "status+1 "), 1, "{out:?}");
+}

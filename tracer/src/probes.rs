@@ -69,18 +69,11 @@ impl std::fmt::Display for Probe {
 
 /// The events of the `apic` provider.
 pub const APIC_EVENTS: [&str; 7] = ["accept", "inject", "eoi", "ipi", "timer", "init", "sipi"];
-/// The exit kinds of the `vmexit` provider.
-pub const VMEXIT_KINDS: [&str; 9] = [
-    "io",
-    "mmio",
-    "msr",
-    "hlt",
-    "irq_window",
-    "ioapic_eoi",
-    "set_tpr",
-    "shutdown",
-    "internal_error",
-];
+/// The exit kinds of the `vmexit` provider: `io` (arg0 port, arg1 1 for `out`, arg2 value,
+/// arg3 size), `mmio` (arg0 address, arg1 1 for a write, arg2 value, arg3 size), `msr` (arg0
+/// index, arg1 1 for `wrmsr`, arg2 value), `hlt` (the guest's own `hlt`, not a probe trap) and
+/// `ioapic_eoi` (arg0 vector; split irqchip).
+pub const VMEXIT_KINDS: [&str; 5] = ["io", "mmio", "msr", "hlt", "ioapic_eoi"];
 
 /// Every probe of an ELF image with symbols, in `dtrace -l` order (providers, then address
 /// order for `fbt`).

@@ -45,8 +45,70 @@ impl Dispatcher {
     }
 }
 
+/// Up to 8 little-endian bytes as a number.
+fn value_of(data: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+impl Dispatcher {
+    fn mmio_read_inner(&self, cpu: usize, addr: u64, data: &mut [u8]) -> Result<(), String> {
+        if let Some(apic) = &self.apic {
+            if apic.mmio(cpu, addr, data, false) {
+                return Ok(());
+            }
+        }
+        if let Some(ioapic) = &self.split_ioapic {
+            if ioapic.mmio(addr, data, false)? {
+                return Ok(());
+            }
+        }
+        data.fill(0xff);
+        Ok(())
+    }
+
+    fn mmio_write_inner(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String> {
+        if let Some(apic) = &self.apic {
+            let mut buf = [0u8; 8];
+            let len = data.len().min(8);
+            buf[..len].copy_from_slice(&data[..len]);
+            if apic.mmio(cpu, addr, &mut buf[..len], true) {
+                return Ok(());
+            }
+        }
+        if let Some(ioapic) = &self.split_ioapic {
+            let mut buf = data.to_vec();
+            ioapic.mmio(addr, &mut buf, true)?;
+        }
+        Ok(())
+    }
+
+    fn msr_read_inner(&self, cpu: usize, index: u32) -> Result<u64, GeneralProtection> {
+        match &self.apic {
+            Some(apic) if EmulatedIrqchip::handles_msr(index) => apic.msr_read(cpu, index),
+            _ => Err(GeneralProtection),
+        }
+    }
+
+    fn msr_write_inner(&self, cpu: usize, index: u32, value: u64) -> Result<(), GeneralProtection> {
+        match &self.apic {
+            Some(apic) if EmulatedIrqchip::handles_msr(index) => apic.msr_write(cpu, index, value),
+            _ => Err(GeneralProtection),
+        }
+    }
+
+    /// Fires `vmexit:::kind` when a trace uses it.
+    fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
+        if let Some(t) = &self.tracing {
+            t.vmexit(cpu, kind, args);
+        }
+    }
+}
+
 impl ExitHandler for Dispatcher {
-    fn io_in(&self, _cpu: usize, port: u16, data: &mut [u8]) -> Result<(), String> {
+    fn io_in(&self, cpu: usize, port: u16, data: &mut [u8]) -> Result<(), String> {
         match Self::com1_offset(port) {
             Some(offset) => {
                 data.fill(0);
@@ -56,10 +118,20 @@ impl ExitHandler for Dispatcher {
             }
             None => data.fill(0xff),
         }
+        self.vmexit(
+            cpu,
+            "io",
+            [u64::from(port), 0, value_of(data), data.len() as u64],
+        );
         Ok(())
     }
 
-    fn io_out(&self, _cpu: usize, port: u16, data: &[u8]) -> Result<(), String> {
+    fn io_out(&self, cpu: usize, port: u16, data: &[u8]) -> Result<(), String> {
+        self.vmexit(
+            cpu,
+            "io",
+            [u64::from(port), 1, value_of(data), data.len() as u64],
+        );
         if let Some(offset) = Self::com1_offset(port) {
             if let Some(b) = data.first() {
                 self.serial.write(offset, *b)?;
@@ -82,34 +154,26 @@ impl ExitHandler for Dispatcher {
     }
 
     fn mmio_read(&self, cpu: usize, addr: u64, data: &mut [u8]) -> Result<(), String> {
-        if let Some(apic) = &self.apic {
-            if apic.mmio(cpu, addr, data, false) {
-                return Ok(());
-            }
-        }
-        if let Some(ioapic) = &self.split_ioapic {
-            if ioapic.mmio(addr, data, false)? {
-                return Ok(());
-            }
-        }
-        data.fill(0xff);
-        Ok(())
+        let result = self.mmio_read_inner(cpu, addr, data);
+        self.vmexit(cpu, "mmio", [addr, 0, value_of(data), data.len() as u64]);
+        result
     }
 
     fn mmio_write(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String> {
-        if let Some(apic) = &self.apic {
-            let mut buf = [0u8; 8];
-            let len = data.len().min(8);
-            buf[..len].copy_from_slice(&data[..len]);
-            if apic.mmio(cpu, addr, &mut buf[..len], true) {
-                return Ok(());
-            }
-        }
-        if let Some(ioapic) = &self.split_ioapic {
-            let mut buf = data.to_vec();
-            ioapic.mmio(addr, &mut buf, true)?;
-        }
-        Ok(())
+        self.vmexit(cpu, "mmio", [addr, 1, value_of(data), data.len() as u64]);
+        self.mmio_write_inner(cpu, addr, data)
+    }
+
+    fn msr_read(&self, cpu: usize, index: u32) -> Result<u64, GeneralProtection> {
+        let result = self.msr_read_inner(cpu, index);
+        let value = result.unwrap_or(0);
+        self.vmexit(cpu, "msr", [u64::from(index), 0, value, 8]);
+        result
+    }
+
+    fn msr_write(&self, cpu: usize, index: u32, value: u64) -> Result<(), GeneralProtection> {
+        self.vmexit(cpu, "msr", [u64::from(index), 1, value, 8]);
+        self.msr_write_inner(cpu, index, value)
     }
 
     fn step_done(&self, cpu: usize) -> Result<(), String> {
@@ -119,7 +183,8 @@ impl ExitHandler for Dispatcher {
         }
     }
 
-    fn ioapic_eoi(&self, _cpu: usize, vector: u8) -> Result<(), String> {
+    fn ioapic_eoi(&self, cpu: usize, vector: u8) -> Result<(), String> {
+        self.vmexit(cpu, "ioapic_eoi", [u64::from(vector), 0, 0, 0]);
         match &self.split_ioapic {
             Some(ioapic) => ioapic.eoi(vector),
             None => Ok(()),
@@ -165,6 +230,7 @@ impl ExitHandler for Dispatcher {
                 }
             }
         }
+        self.vmexit(cpu, "hlt", [0; 4]);
         Ok(if self.apic.is_some() {
             HltAction::Park
         } else {
@@ -176,20 +242,6 @@ impl ExitHandler for Dispatcher {
         self.apic
             .as_ref()
             .is_none_or(|apic| apic.wakeup_pending(cpu, wait))
-    }
-
-    fn msr_read(&self, cpu: usize, index: u32) -> Result<u64, GeneralProtection> {
-        match &self.apic {
-            Some(apic) if EmulatedIrqchip::handles_msr(index) => apic.msr_read(cpu, index),
-            _ => Err(GeneralProtection),
-        }
-    }
-
-    fn msr_write(&self, cpu: usize, index: u32, value: u64) -> Result<(), GeneralProtection> {
-        match &self.apic {
-            Some(apic) if EmulatedIrqchip::handles_msr(index) => apic.msr_write(cpu, index, value),
-            _ => Err(GeneralProtection),
-        }
     }
 
     fn fatal(&self, report: FatalReport) {

@@ -4,9 +4,10 @@
 //!
 //! Providers wired so far: `dtrace:::BEGIN` (before the first guest instruction),
 //! `dtrace:::END` (after the run ends), `profile:::tick-N` (a VMM timer, fired as CPU 0 with no
-//! guest registers) and `fbt` entry/return probes (hlt traps, see [`crate::probes`]). A clause
-//! naming only other providers (`apic`, `vmexit`, `sync`, `profile-N`) is refused when the
-//! program is set up, naming the provider.
+//! guest registers), `vmexit:::KIND` (fired by the exit dispatcher on the vCPU's thread) and
+//! `fbt` entry/return probes (hlt traps, see [`crate::probes`]). A clause naming only other
+//! providers (`apic`, `sync`, `profile-N`) is refused when the program is set up, naming the
+//! provider.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +88,8 @@ pub struct Tracing {
     stop: AtomicBool,
     /// `tick-N` probes: (probe, clauses, period).
     ticks: Vec<(Arc<ProbeInfo>, Vec<usize>, Duration)>,
+    /// `vmexit:::KIND` probes: (kind, probe, clauses).
+    vmexits: Vec<(String, Arc<ProbeInfo>, Vec<usize>)>,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -101,6 +104,8 @@ pub struct Plan {
     pub fbt: Vec<Probe>,
     /// `tick-N` probes: (probe name, period).
     pub ticks: Vec<(String, Duration)>,
+    /// `vmexit:::KIND` probes the program uses.
+    pub vmexits: Vec<String>,
 }
 
 /// Compiles `spec` and resolves the probes it needs against `image`.
@@ -118,6 +123,7 @@ pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<Plan, TraceError> {
     let all = catalogue(image, &symbols);
     let mut fbt = Vec::new();
     let mut ticks: Vec<(String, Duration)> = Vec::new();
+    let mut vmexits: Vec<String> = Vec::new();
     for clause in &program.clauses {
         let mut any = false;
         for desc in &clause.descs {
@@ -153,6 +159,11 @@ pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<Plan, TraceError> {
                         }
                     }
                     "dtrace" => {}
+                    "vmexit" => {
+                        if !vmexits.contains(&p.name) {
+                            vmexits.push(p.name.clone());
+                        }
+                    }
                     other => return Err(TraceError::Unsupported(p.to_string(), other.into())),
                 }
             }
@@ -166,6 +177,7 @@ pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<Plan, TraceError> {
         program,
         fbt,
         ticks,
+        vmexits,
     })
 }
 
@@ -174,13 +186,18 @@ impl Tracing {
     /// `ProbeSet` armed them.
     pub fn new(
         spec: &TraceSpec,
-        program: Program,
-        ticks: &[(String, Duration)],
+        plan: Plan,
         armed: &[Probe],
         image: &[u8],
         memory: GuestMemoryMmap,
         cpus: usize,
     ) -> Result<Arc<Self>, TraceError> {
+        let Plan {
+            program,
+            ticks,
+            vmexits,
+            ..
+        } = plan;
         let program = Arc::new(program);
         let runtime = Runtime::new(Arc::clone(&program), Limits::default());
         let symbols = ElfSymbols::parse(image)?;
@@ -208,6 +225,18 @@ impl Tracing {
                 let info = Arc::new(ProbeInfo::new(0, "profile", "", "", name.clone()));
                 let clauses = program.clauses_matching("profile", "", "", name);
                 (info, clauses, *period)
+            })
+            .collect();
+        let vmexits = vmexits
+            .iter()
+            .map(|kind| {
+                let id = all
+                    .iter()
+                    .position(|q| q.provider == "vmexit" && q.name == *kind)
+                    .map_or(0, |i| i as u32 + 1);
+                let info = Arc::new(ProbeInfo::new(id, "vmexit", "", "", kind.clone()));
+                let clauses = program.clauses_matching("vmexit", "", "", kind);
+                (kind.clone(), info, clauses)
             })
             .collect();
         let options = ConsumerOptions {
@@ -246,6 +275,7 @@ impl Tracing {
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             ticks,
+            vmexits,
             ticker: Mutex::new(None),
         }))
     }
@@ -274,6 +304,28 @@ impl Tracing {
             *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = ticker;
         }
         self.drain();
+    }
+
+    /// A `kind` exit of `cpu` (from the exit dispatcher): fires `vmexit:::kind` if the program
+    /// uses it. `args` become `arg0`..`arg3` (see the provider's documentation in the README).
+    pub fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
+        let Some((_, info, clauses)) = self.vmexits.iter().find(|(k, _, _)| k == kind) else {
+            return;
+        };
+        let ctx = HitContext {
+            tracing: self,
+            cpu: cpu as u32,
+            regs: Regs::default(),
+            site: 0,
+            start: 0,
+            is_return: false,
+            timestamp: self.now_ns(),
+            args: Some(args),
+        };
+        if let Some(v) = self.vcpus.get(cpu) {
+            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
+            self.runtime.fire(&mut state, info, clauses, &ctx);
+        }
     }
 
     /// Fires every `tick-N` clause at its period until the trace stops.
@@ -352,6 +404,7 @@ impl Tracing {
             start: 0,
             is_return: false,
             timestamp: self.now_ns(),
+            args: None,
         };
         if let Some(v) = self.vcpus.first() {
             let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
@@ -422,6 +475,7 @@ impl HitHook for Tracing {
             start: *start,
             is_return: probe.name == "return",
             timestamp: self.now_ns(),
+            args: None,
         };
         if let Some(v) = self.vcpus.get(cpu) {
             let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
@@ -439,6 +493,8 @@ struct HitContext<'a> {
     start: u64,
     is_return: bool,
     timestamp: u64,
+    /// Arguments of a probe without guest registers (`vmexit`); registers read as absent.
+    args: Option<[u64; 4]>,
 }
 
 impl HitContext<'_> {
@@ -463,6 +519,9 @@ impl ProbeContext for HitContext<'_> {
     }
 
     fn arg(&self, n: usize) -> u64 {
+        if let Some(args) = self.args {
+            return args.get(n).copied().unwrap_or(0);
+        }
         let r = &self.regs;
         if self.is_return {
             // DTrace fbt return: arg0 = offset of the return site, arg1 = return value.
@@ -484,6 +543,9 @@ impl ProbeContext for HitContext<'_> {
     }
 
     fn reg(&self, n: usize) -> Option<u64> {
+        if self.args.is_some() {
+            return None;
+        }
         let r = &self.regs;
         Some(match n {
             0 => r.rax,

@@ -177,8 +177,7 @@ impl Vm {
                     .unwrap_or_default();
                 Some(Tracing::new(
                     spec,
-                    plan.program,
-                    &plan.ticks,
+                    plan,
                     &armed,
                     &config.image.bytes,
                     memory.clone(),
