@@ -13,7 +13,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use tracer::probes::{catalogue, Probe};
+use tracer::probes::Probe;
 use tracer::symbols::{ElfSymbols, SymbolSource};
 use tracer::traps::{
     decode_function, emulate, Emulation, GuestMemory, GuestText, MemoryFault, Regs, TextError,
@@ -169,22 +169,9 @@ pub trait HitHook: Send + Sync {
 }
 
 impl ProbeSet {
-    /// Arms every fbt probe of `image` matching one of `patterns` in `memory` (the image is
-    /// already loaded there), for `cpus` vCPUs.
-    pub fn arm(
-        image: &[u8],
-        memory: &GuestMemoryMmap,
-        patterns: &[String],
-        cpus: usize,
-    ) -> Result<ProbeSet, ProbeError> {
-        let wanted = Self::resolve(image, patterns)?;
-        Self::arm_probes(image, memory, &wanted, cpus)
-    }
-
-    /// The probes of `image` that `patterns` name, each once, in catalogue order per pattern.
-    pub fn resolve(image: &[u8], patterns: &[String]) -> Result<Vec<Probe>, ProbeError> {
-        let symbols = ElfSymbols::parse(image)?;
-        let catalogue = catalogue(image, &symbols);
+    /// The probes of `catalogue` that `patterns` name, each once, in catalogue order per
+    /// pattern.
+    pub fn resolve(catalogue: &[Probe], patterns: &[String]) -> Result<Vec<Probe>, ProbeError> {
         let mut wanted: Vec<Probe> = Vec::new();
         for pattern in patterns {
             let matching: Vec<&Probe> = catalogue.iter().filter(|p| p.matches(pattern)).collect();
@@ -200,47 +187,46 @@ impl ProbeSet {
         Ok(wanted)
     }
 
-    /// Arms exactly `wanted` (fbt probes of `image`'s catalogue) in `memory`.
+    /// Arms exactly `wanted` (fbt probes of `image`, whose functions are `symbols`) in
+    /// `memory`.
     pub fn arm_probes(
         image: &[u8],
+        symbols: &ElfSymbols,
         memory: &GuestMemoryMmap,
         wanted: &[Probe],
         cpus: usize,
     ) -> Result<ProbeSet, ProbeError> {
-        let symbols = ElfSymbols::parse(image)?;
         let thunks = symbols.return_thunks();
         let mut probes = Vec::new();
-        {
-            for probe in wanted {
-                if probe.provider != "fbt" {
-                    return Err(ProbeError::NotFbt(probe.to_string()));
-                }
-                if probes.iter().any(|a: &ArmedProbe| &a.probe == probe) {
-                    continue;
-                }
-                let placement = |why: String| ProbeError::Placement {
-                    probe: probe.to_string(),
-                    why,
-                };
-                let f = symbols
-                    .by_name(&probe.function)
-                    .ok_or_else(|| placement("function not found".into()))?;
-                let bytes = symbols
-                    .function_bytes(image, f)
-                    .ok_or_else(|| placement("function bytes not in the image".into()))?;
-                let decoded =
-                    decode_function(f, bytes, &thunks).map_err(|e| placement(e.to_string()))?;
-                let sites: Vec<u64> = if probe.name == "entry" {
-                    vec![f.address]
-                } else {
-                    decoded.return_sites().iter().map(|r| r.address).collect()
-                };
-                probes.push(ArmedProbe {
-                    probe: probe.clone(),
-                    sites,
-                    hits: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
-                });
+        for probe in wanted {
+            if probe.provider != "fbt" {
+                return Err(ProbeError::NotFbt(probe.to_string()));
             }
+            if probes.iter().any(|a: &ArmedProbe| &a.probe == probe) {
+                continue;
+            }
+            let placement = |why: String| ProbeError::Placement {
+                probe: probe.to_string(),
+                why,
+            };
+            let f = symbols
+                .by_name(&probe.function)
+                .ok_or_else(|| placement("function not found".into()))?;
+            let bytes = symbols
+                .function_bytes(image, f)
+                .ok_or_else(|| placement("function bytes not in the image".into()))?;
+            let decoded =
+                decode_function(f, bytes, &thunks).map_err(|e| placement(e.to_string()))?;
+            let sites: Vec<u64> = if probe.name == "entry" {
+                vec![f.address]
+            } else {
+                decoded.return_sites().iter().map(|r| r.address).collect()
+            };
+            probes.push(ArmedProbe {
+                probe: probe.clone(),
+                sites,
+                hits: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
+            });
         }
         let mut traps = TrapTable::new();
         let mut by_site: std::collections::HashMap<u64, Vec<usize>> = Default::default();

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use tracer::lang::{compile, Program, Source, TimerKind};
-use tracer::probes::{catalogue, Probe};
+use tracer::probes::Probe;
 use tracer::runtime::{
     Consumer, ConsumerOptions, Limits, MemoryError, Output, OutputFormat, ProbeContext, ProbeInfo,
     Runtime, VcpuState,
@@ -44,9 +44,6 @@ pub enum TraceError {
     /// A clause needs a provider that is not wired into the VMM yet.
     #[error("probe {0}: the {1} provider is not implemented yet")]
     Unsupported(String, String),
-    /// The image's symbols could not be read.
-    #[error("cannot read the image's symbols: {0}")]
-    Symbols(#[from] tracer::symbols::SymbolError),
     /// The output file could not be opened.
     #[error("cannot open the trace output {path}: {source}")]
     Output {
@@ -108,8 +105,8 @@ pub struct Plan {
     pub vmexits: Vec<String>,
 }
 
-/// Compiles `spec` and resolves the probes it needs against `image`.
-pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<Plan, TraceError> {
+/// Compiles `spec` and resolves the probes it needs against the image's probe catalogue.
+pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
     let sources: Vec<Source> = spec
         .sources
         .iter()
@@ -119,8 +116,6 @@ pub fn plan(spec: &TraceSpec, image: &[u8]) -> Result<Plan, TraceError> {
         let text = d.render();
         TraceError::Compile(text.strip_prefix("error: ").unwrap_or(&text).to_string())
     })?;
-    let symbols = ElfSymbols::parse(image)?;
-    let all = catalogue(image, &symbols);
     let mut fbt = Vec::new();
     let mut ticks: Vec<(String, Duration)> = Vec::new();
     let mut vmexits: Vec<String> = Vec::new();
@@ -188,7 +183,8 @@ impl Tracing {
         spec: &TraceSpec,
         plan: Plan,
         armed: &[Probe],
-        image: &[u8],
+        symbols: ElfSymbols,
+        all: &[Probe],
         memory: GuestMemoryMmap,
         cpus: usize,
     ) -> Result<Arc<Self>, TraceError> {
@@ -200,8 +196,6 @@ impl Tracing {
         } = plan;
         let program = Arc::new(program);
         let runtime = Runtime::new(Arc::clone(&program), Limits::default());
-        let symbols = ElfSymbols::parse(image)?;
-        let all = catalogue(image, &symbols);
         let armed = armed
             .iter()
             .map(|p| {
@@ -247,7 +241,7 @@ impl Tracing {
                 OutputFormat::Text
             },
         };
-        let sym_for_consumer = ElfSymbols::parse(image)?;
+        let sym_for_consumer = symbols.clone();
         let consumer = Consumer::new(Arc::clone(&program), options)
             .with_symbolizer(move |a| symbolize(&sym_for_consumer, a));
         let out: Box<dyn Write + Send> = match &spec.output {

@@ -27,8 +27,10 @@ use crate::layout::create_guest_memory;
 use crate::loader::load_elf;
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
-use crate::probes::ProbeSet;
+use crate::probes::{ProbeError, ProbeSet};
 use crate::trace::{plan, TraceSpec, Tracing};
+use tracer::probes::catalogue;
+use tracer::symbols::ElfSymbols;
 
 /// Most vCPUs a VM may have: APIC IDs 0-254 (255 is the xAPIC broadcast ID).
 pub const MAX_CPUS: usize = 254;
@@ -145,46 +147,61 @@ impl Vm {
             fds.push(fd);
         }
 
-        let planned = match &config.trace {
-            Some(spec) => Some(plan(spec, &config.image.bytes)?),
-            None => None,
+        // Symbols and the probe catalogue are read once, and only when something is traced
+        // (a plain run needs no symbol table).
+        let traced = if config.probes.is_empty() && config.trace.is_none() {
+            None
+        } else {
+            let symbols = ElfSymbols::parse(&config.image.bytes).map_err(ProbeError::from)?;
+            let all = catalogue(&config.image.bytes, &symbols);
+            Some((symbols, all))
         };
-        let probes = {
-            let mut wanted = ProbeSet::resolve(&config.image.bytes, &config.probes)?;
-            for p in planned.iter().flat_map(|plan| &plan.fbt) {
-                if !wanted.contains(p) {
-                    wanted.push(p.clone());
+        let (probes, tracing) = match traced {
+            None => (None, None),
+            Some((symbols, all)) => {
+                let planned = match &config.trace {
+                    Some(spec) => Some(plan(spec, &all)?),
+                    None => None,
+                };
+                let mut wanted = ProbeSet::resolve(&all, &config.probes)?;
+                for p in planned.iter().flat_map(|plan| &plan.fbt) {
+                    if !wanted.contains(p) {
+                        wanted.push(p.clone());
+                    }
                 }
+                let probes = if wanted.is_empty() {
+                    None
+                } else if config.irqchip != IrqChipMode::Emulated {
+                    return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
+                } else {
+                    Some(Arc::new(ProbeSet::arm_probes(
+                        &config.image.bytes,
+                        &symbols,
+                        &memory,
+                        &wanted,
+                        config.cpus,
+                    )?))
+                };
+                let tracing = match (planned, &config.trace) {
+                    (Some(plan), Some(spec)) => {
+                        let armed: Vec<_> = probes
+                            .as_ref()
+                            .map(|p| p.probes().iter().map(|a| a.probe.clone()).collect())
+                            .unwrap_or_default();
+                        Some(Tracing::new(
+                            spec,
+                            plan,
+                            &armed,
+                            symbols,
+                            &all,
+                            memory.clone(),
+                            config.cpus,
+                        )?)
+                    }
+                    _ => None,
+                };
+                (probes, tracing)
             }
-            if wanted.is_empty() {
-                None
-            } else if config.irqchip != IrqChipMode::Emulated {
-                return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
-            } else {
-                Some(Arc::new(ProbeSet::arm_probes(
-                    &config.image.bytes,
-                    &memory,
-                    &wanted,
-                    config.cpus,
-                )?))
-            }
-        };
-        let tracing = match (planned, &config.trace) {
-            (Some(plan), Some(spec)) => {
-                let armed: Vec<_> = probes
-                    .as_ref()
-                    .map(|p| p.probes().iter().map(|a| a.probe.clone()).collect())
-                    .unwrap_or_default();
-                Some(Tracing::new(
-                    spec,
-                    plan,
-                    &armed,
-                    &config.image.bytes,
-                    memory.clone(),
-                    config.cpus,
-                )?)
-            }
-            _ => None,
         };
         write_boot_tables(
             &memory,
