@@ -7,12 +7,13 @@
 //!
 //! Glob syntax: `*` (any run of characters, the empty one included), `?` (one character),
 //! `[abc]`, `[a-z]`, `[!a-z]` or `[^a-z]` (one character in / not in the set), `\x` (`x`
-//! literally). Matching is on characters, needs no recursion and takes at most
-//! O(pattern x text) steps.
+//! literally). Matching is [`crate::symbols::glob_match`], the crate's one glob matcher, so
+//! descriptions and symbol lookups agree.
 
 use std::fmt;
 
 use super::source::Span;
+pub use crate::symbols::glob_match;
 
 /// A probe description from a clause, or from a `hvtrace list PATTERN` argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,79 +182,6 @@ fn class_end(p: &[char], open: usize) -> Option<usize> {
         }
     }
     None
-}
-
-/// If pattern position `i` matches character `c`, the next pattern position.
-fn match_one(p: &[char], i: usize, c: char) -> Option<usize> {
-    match p[i] {
-        '?' => Some(i + 1),
-        '\\' => match p.get(i + 1) {
-            Some(&e) if e == c => Some(i + 2),
-            Some(_) => None,
-            None => (c == '\\').then_some(i + 1),
-        },
-        '[' => {
-            let Some(end) = class_end(p, i) else {
-                return (c == '[').then_some(i + 1);
-            };
-            let mut j = i + 1;
-            let negate = matches!(p.get(j), Some('!' | '^'));
-            if negate {
-                j += 1;
-            }
-            let mut hit = false;
-            while j < end - 1 {
-                let mut lo = p[j];
-                if lo == '\\' && j + 1 < end - 1 {
-                    j += 1;
-                    lo = p[j];
-                }
-                if p.get(j + 1) == Some(&'-') && j + 2 < end - 1 {
-                    let hi = p[j + 2];
-                    hit |= lo <= c && c <= hi;
-                    j += 3;
-                } else {
-                    hit |= lo == c;
-                    j += 1;
-                }
-            }
-            (hit != negate).then_some(end)
-        }
-        other => (other == c).then_some(i + 1),
-    }
-}
-
-/// Does `text` match the glob `pattern` (syntax in the module documentation)? An empty
-/// pattern matches only the empty text.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0usize, 0usize);
-    // Where to resume after the latest `*`: pattern index after it, text index it is at.
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() {
-            if p[pi] == '*' {
-                star = Some((pi + 1, ti));
-                pi += 1;
-                continue;
-            }
-            if let Some(next) = match_one(&p, pi, t[ti]) {
-                pi = next;
-                ti += 1;
-                continue;
-            }
-        }
-        match star {
-            Some((sp, st)) => {
-                pi = sp;
-                ti = st + 1;
-                star = Some((sp, st + 1));
-            }
-            None => return false,
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
