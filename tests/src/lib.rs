@@ -233,8 +233,43 @@ pub fn library_vm_with_probes(
     probes: &[&str],
 ) -> Result<(vmm::Vm, MemorySerial), vmm::VmmError> {
     let serial = MemorySerial::default();
+    let mut config = library_config(name, cpus, irqchip, cmdline, timeout, &serial);
+    config.probes = probes.iter().map(|p| p.to_string()).collect();
+    Ok((vmm::Vm::new(config)?, serial))
+}
+
+/// Like [`library_vm`], serving a control socket at `socket` for attached tracing clients.
+pub fn library_vm_with_control(
+    name: &str,
+    cpus: usize,
+    cmdline: &str,
+    timeout: Duration,
+    socket: &std::path::Path,
+) -> Result<(vmm::Vm, MemorySerial), vmm::VmmError> {
+    let serial = MemorySerial::default();
+    let mut config = library_config(
+        name,
+        cpus,
+        vmm::IrqChipMode::Emulated,
+        cmdline,
+        timeout,
+        &serial,
+    );
+    config.control = Some(socket.to_path_buf());
+    Ok((vmm::Vm::new(config)?, serial))
+}
+
+/// The configuration of built-in guest `name` with 256 MiB and serial output into `serial`.
+fn library_config(
+    name: &str,
+    cpus: usize,
+    irqchip: vmm::IrqChipMode,
+    cmdline: &str,
+    timeout: Duration,
+    serial: &MemorySerial,
+) -> vmm::VmConfig {
     let g = guest::find(name).expect("built-in guest");
-    let vm = vmm::Vm::new(vmm::VmConfig {
+    vmm::VmConfig {
         image: vmm::Image {
             name: g.name.into(),
             bytes: g.image.to_vec(),
@@ -245,10 +280,34 @@ pub fn library_vm_with_probes(
         cmdline: cmdline.into(),
         timeout: Some(timeout),
         serial_out: Box::new(serial.clone()),
-        probes: probes.iter().map(|p| p.to_string()).collect(),
+        probes: Vec::new(),
         trace: None,
-    })?;
-    Ok((vm, serial))
+        control: None,
+    }
+}
+
+/// The address range `[start, end)` covering every executable section of a built-in guest's
+/// image (read from its ELF section headers, independently of the tracer).
+pub fn guest_text_range(guest: &str) -> (u64, u64) {
+    let image = guest::find(guest).expect("guest exists").image;
+    let rd16 = |o: usize| u16::from_le_bytes(image[o..o + 2].try_into().unwrap()) as usize;
+    let rd32 = |o: usize| u32::from_le_bytes(image[o..o + 4].try_into().unwrap());
+    let rd64 = |o: usize| u64::from_le_bytes(image[o..o + 8].try_into().unwrap());
+    let shoff = rd64(0x28) as usize;
+    let (shentsize, shnum) = (rd16(0x3a), rd16(0x3c));
+    let (mut start, mut end) = (u64::MAX, 0);
+    for i in 0..shnum {
+        let sh = shoff + i * shentsize;
+        const SHT_PROGBITS: u32 = 1;
+        const SHF_EXECINSTR: u64 = 4;
+        if rd32(sh + 4) == SHT_PROGBITS && rd64(sh + 8) & SHF_EXECINSTR != 0 {
+            let (addr, size) = (rd64(sh + 0x10), rd64(sh + 0x20));
+            start = start.min(addr);
+            end = end.max(addr + size);
+        }
+    }
+    assert!(start < end, "{guest} has no executable section");
+    (start, end)
 }
 
 /// The sum of `calls=N` over the `xcall-lab: VARIANT: ok calls=N ...` lines the guest printed:

@@ -38,7 +38,7 @@ fn run_spin(cmdline: &str, probes: &[&str]) -> Run {
         .iter()
         .map(|want| {
             let set = armed.as_ref().expect("probes armed");
-            let found = set.probes().iter().find(|p| {
+            let found = set.probes().into_iter().find(|p| {
                 let name = p.probe.to_string();
                 let (_, func_name) = want.split_once("::").expect("fbt::FUNC:NAME");
                 name.ends_with(&format!(":{func_name}"))

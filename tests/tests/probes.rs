@@ -42,7 +42,7 @@ fn entry_and_return_counts_match_the_guests_own_counts_across_vcpus() {
         let count = |name: &str| {
             probes
                 .probes()
-                .iter()
+                .into_iter()
                 .find(|p| p.probe.to_string() == name)
                 .unwrap_or_else(|| panic!("{name} not armed"))
         };

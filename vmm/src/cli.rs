@@ -28,6 +28,10 @@ pub enum Command {
     /// List the probes of an image, like `dtrace -l` (optionally only those matching a
     /// `provider:module:function:name` description with globs).
     List(ListArgs),
+    /// Attach a D program to a running VM (`hvtrace run --control SOCKET`) until the program
+    /// calls `exit()`, Ctrl-C, or the VM ends. The exit status is the program's `exit()`
+    /// status (0 otherwise).
+    Trace(TraceArgs),
 }
 
 /// Arguments of `hvtrace list`.
@@ -71,6 +75,29 @@ pub struct RunArgs {
     /// Command line handed to the guest (built-in guests read options from it).
     #[arg(long, default_value = "", value_name = "STR")]
     pub cmdline: String,
+    /// The D program and how to print its output.
+    #[command(flatten)]
+    pub d: ProgramArgs,
+    /// Serve a control socket at this path (created mode 0600, removed at the end) so that
+    /// `hvtrace trace --attach SOCKET` can attach D programs to the running VM.
+    #[arg(long, value_name = "SOCKET")]
+    pub control: Option<PathBuf>,
+}
+
+/// Arguments of `hvtrace trace`.
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The control socket of a running `hvtrace run --control SOCKET`.
+    #[arg(long, value_name = "SOCKET")]
+    pub attach: PathBuf,
+    /// The D program and how to print its output.
+    #[command(flatten)]
+    pub d: ProgramArgs,
+}
+
+/// A D program (`-n`, `-s`) and its output options, shared by `run` and `trace`.
+#[derive(Debug, Args)]
+pub struct ProgramArgs {
     /// A D program to run against the guest, e.g.
     /// `fbt::xcall*:entry { @[probefunc, cpu] = count(); }` (repeatable).
     #[arg(short = 'n', value_name = "PROGRAM")]
@@ -201,6 +228,14 @@ mod tests {
         assert!(Cli::try_parse_from(["hvtrace", "run", "--guest", "a", "--kernel", "b"]).is_err());
         assert!(Cli::try_parse_from(["hvtrace", "run", "--irqchip", "pic"]).is_err());
         assert!(Cli::try_parse_from(["hvtrace", "run", "--mem", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["hvtrace", "trace", "-n", "BEGIN {}"]).is_err());
+        let cli =
+            Cli::try_parse_from(["hvtrace", "trace", "--attach", "s", "-q", "-n", "x"]).unwrap();
+        let Command::Trace(args) = cli.command else {
+            panic!("not trace")
+        };
+        assert_eq!(args.attach, PathBuf::from("s"));
+        assert!(args.d.quiet);
         Cli::command().debug_assert();
     }
 }

@@ -33,8 +33,8 @@ pub struct Dispatcher {
     pub(crate) split_ioapic: Option<Arc<SplitIoapic>>,
     /// Armed function-boundary probes, and guest RAM for their displaced instructions.
     pub(crate) probes: Option<(Arc<ProbeSet>, GuestMemoryMmap)>,
-    /// The D program's runtime, when tracing.
-    pub(crate) tracing: Option<Arc<crate::trace::Tracing>>,
+    /// The D programs tracing the VM (`run -n`, attached clients).
+    pub(crate) sessions: Arc<crate::trace::Sessions>,
 }
 
 impl Dispatcher {
@@ -101,9 +101,7 @@ impl Dispatcher {
 
     /// Fires `vmexit:::kind` when a trace uses it.
     fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
-        if let Some(t) = &self.tracing {
-            t.vmexit(cpu, kind, args);
-        }
+        self.sessions.vmexit(cpu, kind, args);
     }
 }
 
@@ -214,11 +212,7 @@ impl ExitHandler for Dispatcher {
     fn hlt(&self, cpu: usize, regs: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
         if let Some((probes, memory)) = &self.probes {
             let mut r = regs_from_kvm(regs);
-            let hook = self
-                .tracing
-                .as_deref()
-                .map(|t| t as &dyn crate::probes::HitHook);
-            match probes.on_hlt(cpu, &mut r, memory, hook)? {
+            match probes.on_hlt(cpu, &mut r, memory)? {
                 Hit::NotOurs => {}
                 Hit::Emulated | Hit::Retry => {
                     regs_to_kvm(&r, regs);

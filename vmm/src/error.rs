@@ -110,6 +110,9 @@ pub enum VmmError {
     /// A vCPU operation failed.
     #[error(transparent)]
     Vcpu(#[from] vcpu::VcpuError),
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 /// Shorthand for a KVM ioctl error mapper.

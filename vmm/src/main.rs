@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use vmm::cli::{Cli, Command, ListArgs, RunArgs};
+use vmm::cli::{Cli, Command, ListArgs, ProgramArgs, RunArgs, TraceArgs};
 use vmm::{Image, Outcome, Vm, VmConfig, VmmError};
 
 fn main() -> ExitCode {
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::List(args) => list_probes(&args),
+        Command::Trace(args) => attach(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("hvtrace: error: {}", error_line(&e));
@@ -94,7 +95,7 @@ fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<I
 }
 
 /// The D program given with `-n` / `-s`, if any.
-fn trace_spec(args: &RunArgs) -> Result<Option<vmm::trace::TraceSpec>> {
+fn trace_spec(args: &ProgramArgs) -> Result<Option<vmm::trace::TraceSpec>> {
     if args.program.is_empty() && args.script.is_empty() {
         return Ok(None);
     }
@@ -125,13 +126,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         timeout: args.timeout,
         serial_out: Box::new(std::io::stdout()),
         probes: Vec::new(),
-        trace: trace_spec(&args)?,
+        trace: trace_spec(&args.d)?,
+        control: args.control.clone(),
     };
     let vm = Vm::new(config).map_err(|e| match e {
         // A program error is about the program, not the VM: say it as it is.
         VmmError::Trace(t) => anyhow::Error::new(t),
         other => anyhow::Error::new(other).context("cannot start the VM"),
     })?;
+    let end = vm.end_handle();
+    on_ctrl_c(move || end.end())?;
     let outcome = vm.run()?;
     match &outcome {
         Outcome::GuestExit(_) => {}
@@ -149,4 +153,45 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::from(outcome.exit_status()))
+}
+
+/// Runs `stop` on the first Ctrl-C (SIGINT, SIGTERM or SIGHUP); a second one exits at once
+/// with status 130.
+fn on_ctrl_c(stop: impl Fn() + Send + 'static) -> Result<()> {
+    let pressed = std::sync::atomic::AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if pressed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        stop();
+    })
+    .context("cannot install the Ctrl-C handler")
+}
+
+/// `hvtrace trace --attach SOCKET`: runs a D program in a running VM.
+fn attach(args: &TraceArgs) -> Result<ExitCode> {
+    let spec = trace_spec(&args.d)?
+        .ok_or_else(|| anyhow::anyhow!("nothing to trace: give a D program with -n or -s"))?;
+    let attachment = vmm::control::Attachment::connect(&args.attach, &spec)?;
+    on_ctrl_c(attachment.stopper()?)?;
+    let mut out: Box<dyn std::io::Write> = match &args.d.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot open the trace output {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let quiet = spec.quiet;
+    let ended = attachment.run(&mut out, &mut std::io::stderr(), &mut |probes| {
+        if !quiet {
+            eprintln!(
+                "hvtrace: attached to {}: {probes} fbt probes armed",
+                args.attach.display()
+            );
+        }
+    })?;
+    if ended.reason == "vm-ended" && !quiet {
+        eprintln!("hvtrace: the VM ended");
+    }
+    Ok(ExitCode::from(ended.status.map_or(0, |s| (s & 0xff) as u8)))
 }

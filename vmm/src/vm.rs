@@ -1,7 +1,7 @@
 //! Building a VM from a [`VmConfig`] and running it to an [`Outcome`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::{
     kvm_fpu, kvm_msr_entry, kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES,
@@ -12,6 +12,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 use vcpu::{VcpuHandle, World};
 
 use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
+use crate::control::{ControlContext, ControlSocket};
 use crate::cpuid::{patch_for_emulated_apic, patch_for_vcpu};
 use crate::devices::serial::IrqLine;
 use crate::devices::testdev::IrqLines;
@@ -27,8 +28,8 @@ use crate::layout::create_guest_memory;
 use crate::loader::load_elf;
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
-use crate::probes::{ProbeError, ProbeSet};
-use crate::trace::{plan, TraceSpec, Tracing};
+use crate::probes::{HitHook, ProbeError, ProbeSet};
+use crate::trace::{plan, LocalSink, Sessions, TraceSpec, Tracing};
 use tracer::probes::catalogue;
 use tracer::symbols::ElfSymbols;
 
@@ -66,6 +67,8 @@ pub struct VmConfig {
     pub probes: Vec<String>,
     /// A D program to run against the guest.
     pub trace: Option<TraceSpec>,
+    /// Serve a control socket at this path, for `hvtrace trace --attach`.
+    pub control: Option<std::path::PathBuf>,
 }
 
 /// Opens `/dev/kvm` with an error that says how to fix the usual problems.
@@ -97,7 +100,10 @@ pub struct Vm {
     vcpus: Vec<VcpuHandle>,
     apic: Option<Arc<EmulatedIrqchip>>,
     probes: Option<Arc<ProbeSet>>,
+    /// The D program of `run -n`, if any.
     tracing: Option<Arc<Tracing>>,
+    /// The control socket, bound, with what attached clients need; served from `run`.
+    control: Option<(ControlSocket, Arc<ControlContext>)>,
     end: Arc<EndSignal>,
     timeout: Option<Duration>,
     _vm: Arc<VmFd>,
@@ -148,60 +154,78 @@ impl Vm {
         }
 
         // Symbols and the probe catalogue are read once, and only when something is traced
-        // (a plain run needs no symbol table).
-        let traced = if config.probes.is_empty() && config.trace.is_none() {
-            None
-        } else {
+        // or may be (a plain run needs no symbol table).
+        let boot = Instant::now();
+        let sessions = Arc::new(Sessions::default());
+        let traced =
+            !config.probes.is_empty() || config.trace.is_some() || config.control.is_some();
+        let mut control = None;
+        let (probes, tracing) = if traced {
             let symbols = ElfSymbols::parse(&config.image.bytes).map_err(ProbeError::from)?;
             let all = catalogue(&config.image.bytes, &symbols);
-            Some((symbols, all))
-        };
-        let (probes, tracing) = match traced {
-            None => (None, None),
-            Some((symbols, all)) => {
-                let planned = match &config.trace {
-                    Some(spec) => Some(plan(spec, &all)?),
-                    None => None,
-                };
-                let mut wanted = ProbeSet::resolve(&all, &config.probes)?;
-                for p in planned.iter().flat_map(|plan| &plan.fbt) {
-                    if !wanted.contains(p) {
-                        wanted.push(p.clone());
-                    }
-                }
-                let probes = if wanted.is_empty() {
-                    None
-                } else if config.irqchip != IrqChipMode::Emulated {
-                    return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
-                } else {
-                    Some(Arc::new(ProbeSet::arm_probes(
-                        &config.image.bytes,
-                        &symbols,
-                        &memory,
-                        &wanted,
-                        config.cpus,
-                    )?))
-                };
-                let tracing = match (planned, &config.trace) {
-                    (Some(plan), Some(spec)) => {
-                        let armed: Vec<_> = probes
-                            .as_ref()
-                            .map(|p| p.probes().iter().map(|a| a.probe.clone()).collect())
-                            .unwrap_or_default();
-                        Some(Tracing::new(
-                            spec,
-                            plan,
-                            &armed,
-                            symbols,
-                            &all,
-                            memory.clone(),
-                            config.cpus,
-                        )?)
-                    }
-                    _ => None,
-                };
-                (probes, tracing)
+            let planned = match &config.trace {
+                Some(spec) => Some(plan(spec, &all)?),
+                None => None,
+            };
+            let raw = ProbeSet::resolve(&all, &config.probes)?;
+            let needs_traps =
+                !raw.is_empty() || planned.as_ref().is_some_and(|p| !p.fbt.is_empty());
+            if needs_traps && config.irqchip != IrqChipMode::Emulated {
+                return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
             }
+            let probes = Arc::new(ProbeSet::new(config.cpus));
+            if !raw.is_empty() {
+                probes.arm(
+                    probes.new_session(),
+                    &config.image.bytes,
+                    &symbols,
+                    &memory,
+                    &raw,
+                    None,
+                )?;
+            }
+            let tracing = match (planned, &config.trace) {
+                (Some(plan), Some(spec)) => {
+                    let fbt = plan.fbt.clone();
+                    let sink = LocalSink::for_spec(spec)?;
+                    let tracing = Tracing::new(
+                        spec,
+                        plan,
+                        symbols.clone(),
+                        &all,
+                        memory.clone(),
+                        config.cpus,
+                        boot,
+                        Box::new(sink),
+                    );
+                    let id = probes.new_session();
+                    if !fbt.is_empty() {
+                        let hook: Arc<dyn HitHook> = tracing.clone();
+                        probes.arm(id, &config.image.bytes, &symbols, &memory, &fbt, Some(hook))?;
+                    }
+                    sessions.add(id, Arc::clone(&tracing));
+                    Some(tracing)
+                }
+                _ => None,
+            };
+            if let Some(path) = &config.control {
+                let socket = ControlSocket::bind(path)?;
+                let ctx = ControlContext {
+                    image: config.image.bytes.clone(),
+                    symbols,
+                    catalogue: all,
+                    memory: memory.clone(),
+                    probes: Arc::clone(&probes),
+                    sessions: Arc::clone(&sessions),
+                    cpus: config.cpus,
+                    boot,
+                    irqchip: config.irqchip,
+                };
+                control = Some((socket, Arc::new(ctx)));
+            }
+            (Some(probes), tracing)
+        } else {
+            (None, None)
         };
         write_boot_tables(
             &memory,
@@ -235,7 +259,7 @@ impl Vm {
             apic: apic.clone(),
             split_ioapic,
             probes: probes.clone().map(|p| (p, memory.clone())),
-            tracing: tracing.clone(),
+            sessions: Arc::clone(&sessions),
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
         for (cpu, fd) in fds.into_iter().enumerate() {
@@ -254,6 +278,7 @@ impl Vm {
             apic,
             probes,
             tracing,
+            control,
             end,
             timeout: config.timeout,
             _vm: vm,
@@ -284,10 +309,12 @@ impl Vm {
     }
 
     /// Runs the VM until the guest exits, a vCPU faults, or the timeout expires.
-    pub fn run(self) -> Result<Outcome, VmmError> {
+    pub fn run(mut self) -> Result<Outcome, VmmError> {
         if let Some(t) = &self.tracing {
-            t.start(self.end_handle());
+            let end = self.end_handle();
+            t.start(Box::new(move || end.end()));
         }
+        let control = self.control.take().map(|(socket, ctx)| socket.serve(ctx));
         for v in &self.vcpus {
             v.resume();
         }
@@ -307,6 +334,9 @@ impl Vm {
         }
         if let Some(apic) = &self.apic {
             apic.stop();
+        }
+        if let Some(control) = control {
+            control.shutdown();
         }
         if let Some(probes) = &self.probes {
             probes.disarm_all(&self.memory);

@@ -1,0 +1,512 @@
+//! Function-boundary probes placed in the guest from outside: `hlt` traps on the entry and
+//! return sites of guest functions, hit counts per vCPU, and the displaced instruction emulated
+//! so a hit costs one exit.
+//!
+//! Trap strategy on this host: `int3` with `KVM_SET_GUEST_DEBUG` is not delivered by the nested
+//! software KVM (an emulation failure instead, see `../shared/HOST.md`), and `hlt` exits to user
+//! space only when no in-kernel irqchip is present, so probes need `--irqchip emulated`. Probes
+//! are armed before the first guest instruction and disarmed (guest memory restored) when the
+//! run ends. When the displaced instruction is not one the tracer emulates, the hit stops every
+//! other vCPU, puts the original byte back, single-steps that one instruction on the CPU, re-arms
+//! the trap and resumes the others (two exits instead of one).
+
+mod memory;
+mod regs;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tracer::probes::Probe;
+use tracer::symbols::{ElfSymbols, SymbolSource};
+use tracer::traps::{decode_function, emulate, Emulation, GuestText, Regs, TrapKind, TrapTable};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use memory::{DryRun, IdentityMemory};
+pub use regs::{regs_from_kvm, regs_to_kvm};
+
+/// Why probes could not be armed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The image has no usable symbols.
+    #[error("cannot read the image's symbols: {0}")]
+    Symbols(#[from] tracer::symbols::SymbolError),
+    /// No probe matched.
+    #[error("no probe matches '{0}' (see `hvtrace list`)")]
+    NoMatch(String),
+    /// Only fbt probes can be armed by this mechanism.
+    #[error("probe {0} is not a function-boundary (fbt) probe")]
+    NotFbt(String),
+    /// A function's code could not be decoded.
+    #[error("cannot place probe {probe}: {why}")]
+    Placement {
+        /// The probe.
+        probe: String,
+        /// Why.
+        why: String,
+    },
+    /// The vCPUs did not stop for a run-time patch.
+    #[error("cannot stop the vCPUs to patch guest text: {0}")]
+    Stop(String),
+    /// Writing the trap failed.
+    #[error("cannot arm the trap at {site:#x}: {why}")]
+    Arm {
+        /// Trap address.
+        site: u64,
+        /// Why.
+        why: String,
+    },
+}
+
+/// An armed probe and its hit counts.
+pub struct ArmedProbe {
+    /// Which probe.
+    pub probe: Probe,
+    /// Trap addresses (one for entry, one per return site for return).
+    pub sites: Vec<u64>,
+    hits: Vec<AtomicU64>,
+}
+
+impl ArmedProbe {
+    /// Hits per vCPU.
+    pub fn hits_per_cpu(&self) -> Vec<u64> {
+        self.hits
+            .iter()
+            .map(|h| h.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Hits on all vCPUs.
+    pub fn hits(&self) -> u64 {
+        self.hits.iter().map(|h| h.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// What a `hlt` exit turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hit {
+    /// Not one of our traps: the guest's own `hlt`.
+    NotOurs,
+    /// A probe hit whose displaced instruction was emulated into the registers.
+    Emulated,
+    /// A probe hit whose displaced instruction must be single-stepped: the other vCPUs are
+    /// stopped, the original byte is back and RIP points at it; call
+    /// [`ProbeSet::step_done`] after the step.
+    SingleStep,
+    /// Another vCPU is single-stepping: RIP was set back to the trap, so this vCPU takes the
+    /// hit again after that step (nothing was counted yet).
+    Retry,
+}
+
+/// How long a probe hit waits for the other vCPUs to stop before a single step.
+const STEP_STOP_BOUND: Duration = Duration::from_secs(2);
+/// How long arming or disarming at run time waits for every vCPU to stop.
+const PATCH_STOP_BOUND: Duration = Duration::from_secs(2);
+
+/// Who armed a group of probes: a D program of `run`, a client attached through the control
+/// socket, or the plain `--probe` counters. Each session's probes come and go together.
+pub type SessionId = u64;
+
+/// One user of a trap site: which session's probe fires there, and its hook.
+#[derive(Clone)]
+struct SiteUser {
+    session: SessionId,
+    /// Index of the probe in its session's arming order.
+    index: usize,
+    probe: Arc<ArmedProbe>,
+    hook: Option<Arc<dyn HitHook>>,
+}
+
+/// Everything that changes when probes are armed or disarmed.
+#[derive(Default)]
+struct Armed {
+    traps: TrapTable,
+    /// For each trap address, the probes that fire there.
+    by_site: HashMap<u64, Vec<SiteUser>>,
+    /// Every armed probe, by session, in arming order.
+    sessions: Vec<(SessionId, Vec<Arc<ArmedProbe>>)>,
+}
+
+/// The armed probes of one VM, of every session.
+pub struct ProbeSet {
+    armed: Mutex<Armed>,
+    cpus: usize,
+    /// Every vCPU, for stopping them around patches and single steps (set once they exist).
+    world: OnceLock<vcpu::World>,
+    /// Per vCPU: the trap being single-stepped and the stop that covers it.
+    stepping: Mutex<Vec<Option<(u64, vcpu::OwnedStopGuard)>>>,
+    /// Which vCPU (index + 1) holds the single-step token; 0 when free. One step at a time:
+    /// two vCPUs stopping each other for their own steps would wait for each other for ever.
+    step_owner: AtomicUsize,
+    next_session: AtomicU64,
+}
+
+/// Called for every probe that fires at a trap, before the displaced instruction runs.
+pub trait HitHook: Send + Sync {
+    /// `probe` (index `index` in its session's arming order) fired on `cpu` at trap `site`
+    /// with `regs`.
+    fn hit(&self, cpu: usize, index: usize, probe: &Probe, site: u64, regs: &Regs);
+}
+
+/// The probes one session wants, decoded and ready to patch.
+struct Placed {
+    probes: Vec<Arc<ArmedProbe>>,
+}
+
+impl ProbeSet {
+    /// An empty set for a VM with `cpus` vCPUs.
+    pub fn new(cpus: usize) -> ProbeSet {
+        ProbeSet {
+            armed: Mutex::new(Armed::default()),
+            cpus,
+            world: OnceLock::new(),
+            stepping: Mutex::new((0..cpus).map(|_| None).collect()),
+            step_owner: AtomicUsize::new(0),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh session id.
+    pub fn new_session(&self) -> SessionId {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The probes of `catalogue` that `patterns` name, each once, in catalogue order per
+    /// pattern.
+    pub fn resolve(catalogue: &[Probe], patterns: &[String]) -> Result<Vec<Probe>, ProbeError> {
+        let mut wanted: Vec<Probe> = Vec::new();
+        for pattern in patterns {
+            let matching: Vec<&Probe> = catalogue.iter().filter(|p| p.matches(pattern)).collect();
+            if matching.is_empty() {
+                return Err(ProbeError::NoMatch(pattern.clone()));
+            }
+            for p in matching {
+                if !wanted.contains(p) {
+                    wanted.push(p.clone());
+                }
+            }
+        }
+        Ok(wanted)
+    }
+
+    /// Decodes where each of `wanted` (fbt probes of `image`, whose functions are
+    /// `symbols`) traps, in order, each probe once.
+    fn place(
+        &self,
+        image: &[u8],
+        symbols: &ElfSymbols,
+        wanted: &[Probe],
+    ) -> Result<Placed, ProbeError> {
+        let thunks = symbols.return_thunks();
+        let mut probes: Vec<Arc<ArmedProbe>> = Vec::new();
+        for probe in wanted {
+            if probe.provider != "fbt" {
+                return Err(ProbeError::NotFbt(probe.to_string()));
+            }
+            if probes.iter().any(|a| &a.probe == probe) {
+                continue;
+            }
+            let placement = |why: String| ProbeError::Placement {
+                probe: probe.to_string(),
+                why,
+            };
+            let f = symbols
+                .by_name(&probe.function)
+                .ok_or_else(|| placement("function not found".into()))?;
+            let bytes = symbols
+                .function_bytes(image, f)
+                .ok_or_else(|| placement("function bytes not in the image".into()))?;
+            let decoded =
+                decode_function(f, bytes, &thunks).map_err(|e| placement(e.to_string()))?;
+            let sites: Vec<u64> = if probe.name == "entry" {
+                vec![f.address]
+            } else {
+                decoded.return_sites().iter().map(|r| r.address).collect()
+            };
+            probes.push(Arc::new(ArmedProbe {
+                probe: probe.clone(),
+                sites,
+                hits: (0..self.cpus).map(|_| AtomicU64::new(0)).collect(),
+            }));
+        }
+        Ok(Placed { probes })
+    }
+
+    /// Arms `wanted` (fbt probes of `image`, whose functions are `symbols`) in `memory` as
+    /// session `session`, with `hook` called on each hit. Once the vCPUs exist
+    /// ([`ProbeSet::set_world`]) they are stopped while the traps are written. On an error
+    /// nothing of this session stays armed. Returns the armed probes in the order hooks see
+    /// their indices (`wanted` without repeats).
+    pub fn arm(
+        &self,
+        session: SessionId,
+        image: &[u8],
+        symbols: &ElfSymbols,
+        memory: &GuestMemoryMmap,
+        wanted: &[Probe],
+        hook: Option<Arc<dyn HitHook>>,
+    ) -> Result<Vec<Probe>, ProbeError> {
+        let placed = self.place(image, symbols, wanted)?;
+        let _stopped = self.stop_world()?;
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = IdentityMemory(memory);
+        let mut done: Vec<u64> = Vec::new();
+        for (index, p) in placed.probes.iter().enumerate() {
+            for &site in &p.sites {
+                if let Err(e) = armed.traps.arm(site, TrapKind::Hlt, &mut text) {
+                    for site in done {
+                        let _ = armed.traps.disarm(site, &mut text);
+                    }
+                    armed
+                        .by_site
+                        .values_mut()
+                        .for_each(|users| users.retain(|u| u.session != session));
+                    armed.by_site.retain(|_, users| !users.is_empty());
+                    return Err(ProbeError::Arm {
+                        site,
+                        why: e.to_string(),
+                    });
+                }
+                done.push(site);
+                armed.by_site.entry(site).or_default().push(SiteUser {
+                    session,
+                    index,
+                    probe: Arc::clone(p),
+                    hook: hook.clone(),
+                });
+            }
+        }
+        let list: Vec<Probe> = placed.probes.iter().map(|p| p.probe.clone()).collect();
+        armed.sessions.push((session, placed.probes));
+        Ok(list)
+    }
+
+    /// Removes every probe of `session`, restoring guest text where no other session still
+    /// traps (with the vCPUs stopped once they exist). Returns the number of sites restored.
+    pub fn disarm(
+        &self,
+        session: SessionId,
+        memory: &GuestMemoryMmap,
+    ) -> Result<usize, ProbeError> {
+        let _stopped = self.stop_world()?;
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = armed.sessions.iter().position(|(id, _)| *id == session) else {
+            return Ok(0);
+        };
+        let (_, probes) = armed.sessions.remove(at);
+        let mut text = IdentityMemory(memory);
+        let mut restored = 0;
+        let mut failed = None;
+        for p in &probes {
+            for &site in &p.sites {
+                match armed.traps.disarm(site, &mut text) {
+                    Ok(tracer::traps::Disarmed::Removed(_)) => restored += 1,
+                    Ok(_) => {}
+                    Err(e) => failed = Some((site, e.to_string())),
+                }
+                if let Some(users) = armed.by_site.get_mut(&site) {
+                    users.retain(|u| u.session != session);
+                    if users.is_empty() {
+                        armed.by_site.remove(&site);
+                    }
+                }
+            }
+        }
+        match failed {
+            Some((site, why)) => Err(ProbeError::Arm { site, why }),
+            None => Ok(restored),
+        }
+    }
+
+    /// Stops every vCPU while traps are patched, once they exist (before that nothing runs).
+    fn stop_world(&self) -> Result<Option<vcpu::StopGuard<'_>>, ProbeError> {
+        match self.world.get() {
+            None => Ok(None),
+            Some(world) => world
+                .stop(PATCH_STOP_BOUND)
+                .map(Some)
+                .map_err(|e| ProbeError::Stop(e.to_string())),
+        }
+    }
+
+    /// Connects the vCPUs (needed for single-stepped hits and run-time patching).
+    pub fn set_world(&self, world: vcpu::World) {
+        let _ = self.world.set(world);
+    }
+
+    /// Every armed probe of every session, with its hit counts.
+    pub fn probes(&self) -> Vec<Arc<ArmedProbe>> {
+        let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        armed
+            .sessions
+            .iter()
+            .flat_map(|(_, probes)| probes.iter().cloned())
+            .collect()
+    }
+
+    /// Whether the byte at `addr` is a trap that some session placed (the guest text as the
+    /// guest sees it, for tests and checks).
+    pub fn is_trapped(&self, addr: u64) -> bool {
+        let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        armed.traps.get(addr).is_some()
+    }
+
+    /// A `hlt` exit of `cpu` with `regs` (RIP after the `hlt`): if it is one of our traps,
+    /// counts the hit, runs the hooks, and either emulates the displaced instruction into
+    /// `regs` or prepares a single step of it (see [`Hit`]).
+    pub fn on_hlt(
+        &self,
+        cpu: usize,
+        regs: &mut Regs,
+        memory: &GuestMemoryMmap,
+    ) -> Result<Hit, String> {
+        let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(trap) = armed.traps.hit(TrapKind::Hlt, regs.rip) else {
+            drop(armed);
+            return Ok(stale_trap(regs, memory));
+        };
+        let site = trap.addr;
+        let mut original = [0u8; 16];
+        armed
+            .traps
+            .shadow_read(&IdentityMemory(memory), site, &mut original)
+            .map_err(|e| format!("probe site {site:#x}: cannot read its original bytes: {e}"))?;
+        // Decide first (without side effects) whether this hit needs a single step, and take
+        // the step token before anything is counted, so a hit that must wait is retried whole.
+        let needs_step = matches!(
+            emulate(&original, site, regs, &mut DryRun(memory)),
+            Emulation::NeedsSingleStep(_)
+        );
+        if needs_step
+            && self
+                .step_owner
+                .compare_exchange(0, cpu + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            regs.rip = site;
+            return Ok(Hit::Retry);
+        }
+        if let Some(users) = armed.by_site.get(&site) {
+            // Registers as at the trap: RIP on the probed instruction.
+            let at_trap = Regs { rip: site, ..*regs };
+            for u in users {
+                if let Some(h) = u.probe.hits.get(cpu) {
+                    h.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(hook) = &u.hook {
+                    hook.hit(cpu, u.index, &u.probe.probe, site, &at_trap);
+                }
+            }
+        }
+        if !needs_step {
+            if let Emulation::Emulated(after) =
+                emulate(&original, site, regs, &mut IdentityMemory(memory))
+            {
+                *regs = after;
+                return Ok(Hit::Emulated);
+            }
+            return Err(format!(
+                "probe site {site:#x}: the displaced instruction faulted when emulated for real"
+            ));
+        }
+        drop(armed);
+        match self.prepare_step(cpu, site, original[0], memory) {
+            Ok(()) => {
+                regs.rip = site;
+                Ok(Hit::SingleStep)
+            }
+            Err(e) => {
+                self.step_owner.store(0, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// With the step token held by `cpu`: stops the other vCPUs and puts the original byte
+    /// back at `site`, remembering the stop until [`ProbeSet::step_done`].
+    fn prepare_step(
+        &self,
+        cpu: usize,
+        site: u64,
+        original: u8,
+        memory: &GuestMemoryMmap,
+    ) -> Result<(), String> {
+        let world = self
+            .world
+            .get()
+            .ok_or("probe single step before the vCPUs exist")?;
+        let guard = world.stop_others(STEP_STOP_BOUND).map_err(|e| {
+            format!("probe site {site:#x}: cannot stop the others to single-step: {e}")
+        })?;
+        IdentityMemory(memory)
+            .write(site, &[original])
+            .map_err(|e| format!("probe site {site:#x}: cannot restore the original byte: {e}"))?;
+        let mut stepping = self.stepping.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = stepping.get_mut(cpu) {
+            *slot = Some((site, guard));
+        }
+        Ok(())
+    }
+
+    /// The single step on `cpu` finished: re-arms its trap (if a session still wants it)
+    /// and resumes the other vCPUs.
+    pub fn step_done(&self, cpu: usize, memory: &GuestMemoryMmap) -> Result<(), String> {
+        let pending = self
+            .stepping
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(cpu)
+            .and_then(Option::take);
+        let Some((site, guard)) = pending else {
+            return Err(format!(
+                "vcpu {cpu}: a single step finished that no probe asked for"
+            ));
+        };
+        let still_armed = self.is_trapped(site);
+        let result = if still_armed {
+            IdentityMemory(memory)
+                .write(site, TrapKind::Hlt.patch_bytes())
+                .map_err(|e| {
+                    format!("probe site {site:#x}: cannot re-arm after the single step: {e}")
+                })
+        } else {
+            Ok(())
+        };
+        drop(guard);
+        self.step_owner.store(0, Ordering::SeqCst);
+        result
+    }
+
+    /// Restores the original bytes at every trap of every session (the end of the run; the
+    /// probes and their hit counts stay listed).
+    pub fn disarm_all(&self, memory: &GuestMemoryMmap) {
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        for (site, e) in armed.traps.disarm_all(&mut IdentityMemory(memory)) {
+            eprintln!("hvtrace: could not restore the guest text at {site:#x}: {e}");
+        }
+        armed.by_site.clear();
+    }
+
+    /// (probe, total hits) for every armed probe.
+    pub fn counts(&self) -> Vec<(Probe, u64)> {
+        self.probes()
+            .iter()
+            .map(|p| (p.probe.clone(), p.hits()))
+            .collect()
+    }
+}
+
+/// A `hlt` exit that is not (or no longer) one of our traps. If the byte before RIP is not a
+/// `hlt` any more, it was a trap removed between the exit and its handling: RIP goes back so
+/// the restored instruction runs. Otherwise it is the guest's own `hlt`.
+fn stale_trap(regs: &mut Regs, memory: &GuestMemoryMmap) -> Hit {
+    let at = regs.rip.wrapping_sub(1);
+    match memory.read_obj::<u8>(GuestAddress(at)) {
+        Ok(byte) if byte != TrapKind::Hlt.patch_bytes()[0] => {
+            regs.rip = at;
+            Hit::Retry
+        }
+        _ => Hit::NotOurs,
+    }
+}

@@ -1,0 +1,165 @@
+//! The probe context a clause sees: a vCPU stopped at a probe (registers, arguments, guest
+//! memory, a frame-pointer stack), or a probe that has no guest registers (BEGIN, END,
+//! tick-N, vmexit).
+
+use std::time::SystemTime;
+
+use tracer::runtime::{MemoryError, ProbeContext};
+use tracer::symbols::{ElfSymbols, SymbolSource};
+use tracer::traps::Regs;
+use vm_memory::{Bytes, GuestAddress};
+
+use super::Tracing;
+
+/// Deepest `stack()` walk.
+const MAX_FRAMES: usize = 32;
+
+/// A vCPU stopped at a probe, as the runtime sees it.
+pub(super) struct HitContext<'a> {
+    pub(super) tracing: &'a Tracing,
+    pub(super) cpu: u32,
+    pub(super) regs: Regs,
+    pub(super) site: u64,
+    pub(super) start: u64,
+    pub(super) is_return: bool,
+    pub(super) timestamp: u64,
+    /// Arguments of a probe without guest registers (`vmexit`); registers read as absent.
+    pub(super) args: Option<[u64; 4]>,
+}
+
+impl<'a> HitContext<'a> {
+    /// A probe with no guest registers (BEGIN, END, tick-N, vmexit) firing as `cpu`, with
+    /// `args` as `arg0`..`arg3` where it has them.
+    pub(super) fn without_registers(
+        tracing: &'a Tracing,
+        cpu: u32,
+        args: Option<[u64; 4]>,
+    ) -> Self {
+        HitContext {
+            tracing,
+            cpu,
+            regs: Regs::default(),
+            site: 0,
+            start: 0,
+            is_return: false,
+            timestamp: tracing.now_ns(),
+            args,
+        }
+    }
+
+    fn read_u64(&self, gva: u64) -> Option<u64> {
+        self.tracing.memory.read_obj(GuestAddress(gva)).ok()
+    }
+}
+
+impl ProbeContext for HitContext<'_> {
+    fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
+    fn timestamp_ns(&self) -> u64 {
+        self.timestamp
+    }
+
+    fn walltimestamp_ns(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+
+    fn arg(&self, n: usize) -> u64 {
+        if let Some(args) = self.args {
+            return args.get(n).copied().unwrap_or(0);
+        }
+        let r = &self.regs;
+        if self.is_return {
+            // DTrace fbt return: arg0 = offset of the return site, arg1 = return value.
+            return match n {
+                0 => self.site.wrapping_sub(self.start),
+                1 => r.rax,
+                _ => 0,
+            };
+        }
+        match n {
+            0 => r.rdi,
+            1 => r.rsi,
+            2 => r.rdx,
+            3 => r.rcx,
+            4 => r.r8,
+            5 => r.r9,
+            _ => 0,
+        }
+    }
+
+    fn reg(&self, n: usize) -> Option<u64> {
+        if self.args.is_some() {
+            return None;
+        }
+        let r = &self.regs;
+        Some(match n {
+            0 => r.rax,
+            1 => r.rcx,
+            2 => r.rdx,
+            3 => r.rbx,
+            4 => r.rsp,
+            5 => r.rbp,
+            6 => r.rsi,
+            7 => r.rdi,
+            8 => r.r8,
+            9 => r.r9,
+            10 => r.r10,
+            11 => r.r11,
+            12 => r.r12,
+            13 => r.r13,
+            14 => r.r14,
+            15 => r.r15,
+            16 => r.rip,
+            17 => r.rflags,
+            _ => return None,
+        })
+    }
+
+    fn caller(&self) -> u64 {
+        // At an fbt entry and at a `ret`, the return address is on top of the stack.
+        self.read_u64(self.regs.rsp).unwrap_or(0)
+    }
+
+    fn read_memory(&self, gva: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.tracing
+            .memory
+            .read_slice(buf, GuestAddress(gva))
+            .map_err(|_| MemoryError { address: gva })
+    }
+
+    fn symbolize(&self, addr: u64) -> Option<String> {
+        symbolize(&self.tracing.symbols, addr)
+    }
+
+    fn stack(&self, max: usize) -> Option<Vec<u64>> {
+        // Frame-pointer walk: the built-in guests keep `push %rbp; mov %rsp,%rbp` frames.
+        let mut frames = vec![self.regs.rip, self.caller()];
+        let mut rbp = self.regs.rbp;
+        while frames.len() < max.min(MAX_FRAMES) {
+            let (Some(next), Some(ret)) = (self.read_u64(rbp), self.read_u64(rbp.wrapping_add(8)))
+            else {
+                break;
+            };
+            if ret == 0 || next <= rbp {
+                break;
+            }
+            frames.push(ret);
+            rbp = next;
+        }
+        frames.truncate(max);
+        Some(frames)
+    }
+}
+
+pub(super) fn symbolize(symbols: &ElfSymbols, addr: u64) -> Option<String> {
+    let (f, off) = symbols.lookup(addr)?;
+    Some(if off == 0 {
+        f.name.clone()
+    } else {
+        format!("{}+{off:#x}", f.name)
+    })
+}

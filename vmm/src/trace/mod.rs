@@ -1,0 +1,146 @@
+//! A D program running against the VM: which probes it needs, its per-vCPU runtime state, the
+//! probe context built from a trapped vCPU, and the consumer thread that prints records and,
+//! at the end, the aggregations.
+//!
+//! Providers wired so far: `dtrace:::BEGIN` (before the first guest instruction),
+//! `dtrace:::END` (after the run ends), `profile:::tick-N` (a VMM timer, fired as CPU 0 with no
+//! guest registers), `vmexit:::KIND` (fired by the exit dispatcher on the vCPU's thread) and
+//! `fbt` entry/return probes (hlt traps, see [`crate::probes`]). A clause naming only other
+//! providers (`apic`, `sync`, `profile-N`) is refused when the program is set up, naming the
+//! provider.
+
+mod context;
+mod registry;
+mod session;
+mod sink;
+
+use std::time::Duration;
+
+use tracer::lang::{compile, Program, Source, TimerKind};
+use tracer::probes::Probe;
+
+pub use registry::Sessions;
+pub use session::{OnExit, Tracing};
+pub use sink::{LocalSink, TraceSink};
+
+/// Why a trace could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    /// The program does not compile (the rendered diagnostic, with line, column and caret).
+    #[error("{0}")]
+    Compile(String),
+    /// A clause matches no probe of the image.
+    #[error("probe description {0} does not match any probes (see `hvtrace list`)")]
+    NoProbes(String),
+    /// A clause needs a provider that is not wired into the VMM yet.
+    #[error("probe {0}: the {1} provider is not implemented yet")]
+    Unsupported(String, String),
+    /// The output file could not be opened.
+    #[error("cannot open the trace output {path}: {source}")]
+    Output {
+        /// The path.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to trace and how to print it.
+#[derive(Clone, Debug, Default)]
+pub struct TraceSpec {
+    /// The program's sources: (`-n` / file name, text), in order.
+    pub sources: Vec<(String, String)>,
+    /// `-q`.
+    pub quiet: bool,
+    /// `--format json`.
+    pub json: bool,
+    /// `-o FILE` (stdout otherwise).
+    pub output: Option<std::path::PathBuf>,
+}
+
+/// Shortest `tick-N` period honoured (a faster rate would only load the host).
+pub(crate) const MIN_TICK: Duration = Duration::from_micros(100);
+
+/// What a program needs from the VM.
+pub struct Plan {
+    /// The compiled program.
+    pub program: Program,
+    /// The fbt probes to arm.
+    pub fbt: Vec<Probe>,
+    /// `tick-N` probes: (probe name, period).
+    pub ticks: Vec<(String, Duration)>,
+    /// `vmexit:::KIND` probes the program uses.
+    pub vmexits: Vec<String>,
+}
+
+/// Compiles `spec` and resolves the probes it needs against the image's probe catalogue.
+pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
+    let sources: Vec<Source> = spec
+        .sources
+        .iter()
+        .map(|(name, text)| Source::new(name.clone(), text.clone()))
+        .collect();
+    let program = compile(&sources).map_err(|d| {
+        let text = d.render();
+        TraceError::Compile(text.strip_prefix("error: ").unwrap_or(&text).to_string())
+    })?;
+    let mut fbt = Vec::new();
+    let mut ticks: Vec<(String, Duration)> = Vec::new();
+    let mut vmexits: Vec<String> = Vec::new();
+    for clause in &program.clauses {
+        let mut any = false;
+        for desc in &clause.descs {
+            if matches!(desc.provider.as_str(), "" | "profile") {
+                match desc.timer() {
+                    Some(Ok((TimerKind::Tick, ns))) => {
+                        any = true;
+                        if !ticks.iter().any(|(n, _)| *n == desc.name) {
+                            let period = Duration::from_nanos(ns).max(MIN_TICK);
+                            ticks.push((desc.name.clone(), period));
+                        }
+                        continue;
+                    }
+                    Some(Ok((TimerKind::Profile, _))) => {
+                        return Err(TraceError::Unsupported(
+                            desc.to_string(),
+                            "profile-N".into(),
+                        ))
+                    }
+                    Some(Err(why)) => return Err(TraceError::Compile(format!("{desc}: {why}"))),
+                    None => {}
+                }
+            }
+            for p in all
+                .iter()
+                .filter(|p| desc.matches(&p.provider, &p.module, &p.function, &p.name))
+            {
+                any = true;
+                match p.provider.as_str() {
+                    "fbt" => {
+                        if !fbt.contains(p) {
+                            fbt.push(p.clone());
+                        }
+                    }
+                    "dtrace" => {}
+                    "vmexit" => {
+                        if !vmexits.contains(&p.name) {
+                            vmexits.push(p.name.clone());
+                        }
+                    }
+                    other => return Err(TraceError::Unsupported(p.to_string(), other.into())),
+                }
+            }
+        }
+        if !any {
+            let descs: Vec<String> = clause.descs.iter().map(|d| d.to_string()).collect();
+            return Err(TraceError::NoProbes(descs.join(", ")));
+        }
+    }
+    Ok(Plan {
+        program,
+        fbt,
+        ticks,
+        vmexits,
+    })
+}

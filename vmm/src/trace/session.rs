@@ -1,0 +1,338 @@
+//! One running D program ([`Tracing`]): its runtime and per-vCPU state, the consumer thread
+//! that prints records, the `tick-N` timer, and the END/aggregation output at the end.
+//!
+//! A `run -n PROG` has one; every client attached through the control socket has its own,
+//! with its own output, aggregations and `exit()`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracer::probes::Probe;
+use tracer::runtime::{
+    Consumer, ConsumerOptions, Limits, Output, OutputFormat, ProbeInfo, Runtime, VcpuState,
+};
+use tracer::symbols::{ElfSymbols, SymbolSource};
+use tracer::traps::Regs;
+use vm_memory::GuestMemoryMmap;
+
+use super::context::{symbolize, HitContext};
+use super::sink::TraceSink;
+use super::{Plan, TraceSpec};
+use crate::probes::HitHook;
+
+/// How often the consumer thread drains the per-vCPU buffers.
+const CONSUMER_PERIOD: Duration = Duration::from_millis(20);
+
+/// What to do when the program calls `exit()`: end the VM (`run`) or the session (attach).
+pub type OnExit = Box<dyn Fn() + Send + Sync>;
+
+/// The running trace.
+pub struct Tracing {
+    runtime: Runtime,
+    vcpus: Vec<Mutex<VcpuState>>,
+    /// `ProbeInfo` and matching clauses per armed probe (indexed like the `ProbeSet`).
+    armed: Vec<(Arc<ProbeInfo>, Vec<usize>, u64)>,
+    pub(super) symbols: ElfSymbols,
+    pub(super) memory: GuestMemoryMmap,
+    boot: Instant,
+    consumer: Mutex<Consumer>,
+    sink: Box<dyn TraceSink>,
+    exit_requested: AtomicBool,
+    on_exit: Mutex<Option<OnExit>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stop: AtomicBool,
+    /// `tick-N` probes: (probe, clauses, period).
+    ticks: Vec<(Arc<ProbeInfo>, Vec<usize>, Duration)>,
+    /// `vmexit:::KIND` probes: (kind, probe, clauses).
+    vmexits: Vec<(String, Arc<ProbeInfo>, Vec<usize>)>,
+    ticker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Tracing {
+    /// The runtime for `plan` on `cpus` vCPUs, printing to `sink`. Its fbt probes are to be
+    /// armed in `plan.fbt`'s order (hook indices refer to it); `all` is the image's probe
+    /// catalogue (for probe ids); `boot` is when the VM started (`timestamp` counts from it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: &TraceSpec,
+        plan: Plan,
+        symbols: ElfSymbols,
+        all: &[Probe],
+        memory: GuestMemoryMmap,
+        cpus: usize,
+        boot: Instant,
+        sink: Box<dyn TraceSink>,
+    ) -> Arc<Self> {
+        let Plan {
+            program,
+            fbt: armed,
+            ticks,
+            vmexits,
+        } = plan;
+        let program = Arc::new(program);
+        let runtime = Runtime::new(Arc::clone(&program), Limits::default());
+        let armed = armed
+            .iter()
+            .map(|p| {
+                let id = all.iter().position(|q| q == p).map_or(0, |i| i as u32 + 1);
+                let info = Arc::new(ProbeInfo::new(
+                    id,
+                    p.provider.clone(),
+                    p.module.clone(),
+                    p.function.clone(),
+                    p.name.clone(),
+                ));
+                let clauses =
+                    program.clauses_matching(&p.provider, &p.module, &p.function, &p.name);
+                let start = symbols.by_name(&p.function).map_or(0, |f| f.address);
+                (info, clauses, start)
+            })
+            .collect();
+        let ticks = ticks
+            .iter()
+            .map(|(name, period)| {
+                let info = Arc::new(ProbeInfo::new(0, "profile", "", "", name.clone()));
+                let clauses = program.clauses_matching("profile", "", "", name);
+                (info, clauses, *period)
+            })
+            .collect();
+        let vmexits = vmexits
+            .iter()
+            .map(|kind| {
+                let id = all
+                    .iter()
+                    .position(|q| q.provider == "vmexit" && q.name == *kind)
+                    .map_or(0, |i| i as u32 + 1);
+                let info = Arc::new(ProbeInfo::new(id, "vmexit", "", "", kind.clone()));
+                let clauses = program.clauses_matching("vmexit", "", "", kind);
+                (kind.clone(), info, clauses)
+            })
+            .collect();
+        let options = ConsumerOptions {
+            quiet: spec.quiet,
+            format: if spec.json {
+                OutputFormat::Json
+            } else {
+                OutputFormat::Text
+            },
+        };
+        let sym_for_consumer = symbols.clone();
+        let consumer = Consumer::new(Arc::clone(&program), options)
+            .with_symbolizer(move |a| symbolize(&sym_for_consumer, a));
+        Arc::new(Tracing {
+            vcpus: (0..cpus).map(|_| Mutex::new(runtime.new_vcpu())).collect(),
+            runtime,
+            armed,
+            symbols,
+            memory,
+            boot,
+            consumer: Mutex::new(consumer),
+            sink,
+            exit_requested: AtomicBool::new(false),
+            on_exit: Mutex::new(None),
+            thread: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            ticks,
+            vmexits,
+            ticker: Mutex::new(None),
+        })
+    }
+
+    /// Fires BEGIN and starts the consumer thread; `on_exit` runs once when the program
+    /// calls `exit()`.
+    pub fn start(self: &Arc<Self>, on_exit: OnExit) {
+        *self.on_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(on_exit);
+        self.fire_dtrace(ProbeInfo::begin());
+        let me = Arc::clone(self);
+        let handle = std::thread::Builder::new()
+            .name("trace-consumer".into())
+            .spawn(move || {
+                while !me.stop.load(Ordering::SeqCst) {
+                    me.drain();
+                    std::thread::sleep(CONSUMER_PERIOD);
+                }
+            })
+            .ok();
+        *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = handle;
+        if !self.ticks.is_empty() {
+            let me = Arc::clone(self);
+            let ticker = std::thread::Builder::new()
+                .name("trace-tick".into())
+                .spawn(move || me.run_ticks())
+                .ok();
+            *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = ticker;
+        }
+        self.drain();
+    }
+
+    /// A `kind` exit of `cpu` (from the exit dispatcher): fires `vmexit:::kind` if the program
+    /// uses it. `args` become `arg0`..`arg3` (see the provider's documentation in the README).
+    pub fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
+        let Some((_, info, clauses)) = self.vmexits.iter().find(|(k, _, _)| k == kind) else {
+            return;
+        };
+        let ctx = HitContext::without_registers(self, cpu as u32, Some(args));
+        if let Some(v) = self.vcpus.get(cpu) {
+            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
+            self.runtime.fire(&mut state, info, clauses, &ctx);
+        }
+    }
+
+    /// Fires every `tick-N` clause at its period until the trace stops.
+    fn run_ticks(&self) {
+        let start = Instant::now();
+        let mut next: Vec<Instant> = self.ticks.iter().map(|(_, _, p)| start + *p).collect();
+        while !self.stop.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            for (i, (info, clauses, period)) in self.ticks.iter().enumerate() {
+                if next[i] <= now {
+                    next[i] += *period;
+                    if next[i] <= now {
+                        next[i] = now + *period; // fell behind: skip missed ticks
+                    }
+                    self.fire_without_registers(info, clauses);
+                }
+            }
+            let wake = next.iter().min().copied().unwrap_or(now + CONSUMER_PERIOD);
+            std::thread::sleep(
+                wake.saturating_duration_since(Instant::now())
+                    .min(CONSUMER_PERIOD),
+            );
+        }
+    }
+
+    /// Fires END, stops the consumer, folds and prints the aggregations. Returns the status of
+    /// the program's `exit()`, if it called it.
+    pub fn finish(&self) -> Option<i32> {
+        self.stop.store(true, Ordering::SeqCst);
+        for slot in [&self.thread, &self.ticker] {
+            if let Some(t) = slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = t.join();
+            }
+        }
+        if !self.exit_requested.load(Ordering::SeqCst) {
+            self.fire_dtrace(ProbeInfo::end());
+        }
+        self.drain();
+        let mut consumer = self.consumer.lock().unwrap_or_else(|p| p.into_inner());
+        for v in &self.vcpus {
+            let aggs = v
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take_aggregations();
+            consumer.fold(aggs);
+        }
+        let mut out = Output::default();
+        consumer.finish(&mut out);
+        self.write(&out);
+        consumer.exit_status()
+    }
+
+    fn fire_dtrace(&self, info: ProbeInfo) {
+        let clauses = self.runtime.program().clauses_matching(
+            &info.provider,
+            &info.module,
+            &info.function,
+            &info.name,
+        );
+        if clauses.is_empty() {
+            return;
+        }
+        self.fire_without_registers(&Arc::new(info), &clauses);
+    }
+
+    /// Fires `clauses` for a probe that has no guest registers (BEGIN, END, tick-N), as CPU 0.
+    fn fire_without_registers(&self, info: &Arc<ProbeInfo>, clauses: &[usize]) {
+        if clauses.is_empty() {
+            return;
+        }
+        let ctx = HitContext::without_registers(self, 0, None);
+        if let Some(v) = self.vcpus.first() {
+            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
+            self.runtime.fire(&mut state, info, clauses, &ctx);
+        }
+    }
+
+    pub(super) fn now_ns(&self) -> u64 {
+        self.boot.elapsed().as_nanos() as u64
+    }
+
+    /// Folds every vCPU's partial aggregates into the consumer, then moves their records to it
+    /// and prints them (so a `printa` sees every update made before it).
+    fn drain(&self) {
+        let mut batches = Vec::with_capacity(self.vcpus.len());
+        let mut partials = Vec::with_capacity(self.vcpus.len());
+        for v in &self.vcpus {
+            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
+            partials.push(state.take_aggregations());
+            batches.push(state.take_records());
+        }
+        let records = tracer::runtime::merge_records(batches);
+        let mut consumer = self.consumer.lock().unwrap_or_else(|p| p.into_inner());
+        for partial in partials {
+            consumer.fold(partial);
+        }
+        let mut out = Output::default();
+        consumer.consume(&records, &mut out);
+        for (cpu, v) in self.vcpus.iter().enumerate() {
+            let drops = v.lock().unwrap_or_else(|p| p.into_inner()).take_drops();
+            consumer.report_drops(cpu as u32, drops, &mut out);
+        }
+        let dynamic = self.runtime.take_dynamic_drops();
+        consumer.report_dynamic_drops(dynamic, &mut out);
+        let exit = consumer.exit_status().is_some();
+        drop(consumer);
+        self.write(&out);
+        if exit && !self.exit_requested.swap(true, Ordering::SeqCst) {
+            if let Some(on_exit) = self
+                .on_exit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                on_exit();
+            }
+        }
+    }
+
+    /// Whether the program called `exit()`.
+    pub fn exit_requested(&self) -> bool {
+        self.exit_requested.load(Ordering::SeqCst)
+    }
+
+    fn write(&self, out: &Output) {
+        if !out.stdout.is_empty() {
+            self.sink.stdout(&out.stdout);
+        }
+        if !out.stderr.is_empty() {
+            self.sink.stderr(&out.stderr);
+        }
+    }
+}
+
+impl HitHook for Tracing {
+    fn hit(&self, cpu: usize, index: usize, probe: &Probe, site: u64, regs: &Regs) {
+        let Some((info, clauses, start)) = self.armed.get(index) else {
+            return;
+        };
+        if clauses.is_empty() {
+            return;
+        }
+        let ctx = HitContext {
+            tracing: self,
+            cpu: cpu as u32,
+            regs: *regs,
+            site,
+            start: *start,
+            is_return: probe.name == "return",
+            timestamp: self.now_ns(),
+            args: None,
+        };
+        if let Some(v) = self.vcpus.get(cpu) {
+            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
+            self.runtime.fire(&mut state, info, clauses, &ctx);
+        }
+    }
+}
