@@ -39,6 +39,7 @@
 
 use std::time::{Duration, Instant};
 
+use tests::bench::{env_or, median};
 use tests::{kvm_or_skip, library_vm_with_probes};
 use vmm::{IrqChipMode, Outcome};
 
@@ -166,19 +167,6 @@ fn run_case(case: &Case, n: u64) -> Sample {
         exits,
         hits,
     }
-}
-
-fn median<T: Copy + PartialOrd>(v: &[T]) -> T {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
-    v[v.len() / 2]
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
 }
 
 fn main() {
