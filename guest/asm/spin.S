@@ -2,7 +2,7 @@
  * spin.S: the `spin` guest. Prints one line, then loops forever, so the
  * VMM's --timeout and its stop/report machinery can be tested; the loops
  * here are the deliberately unbounded ones among the guests. Its bounded
- * modes (calls, outs, loop) time a loop of N iterations for the probe
+ * modes (calls, outs, loop, stepcalls) time a loop of N iterations for the probe
  * benchmark (tests/benches/probes.rs) and exit 0.
  *
  * Command line (boot info; words separated by blanks, the last of each kind
@@ -28,7 +28,11 @@
  *               outs done n=N ticks=T tsc_khz=K` and exits 0
  *   mode=loop   the same loop with an empty body (the loop's own cost);
  *               prints `spin: loop done n=N ticks=T tsc_khz=K` and exits 0
- *   n=N         iterations for calls, outs and loop: 0 to 10000000
+ *   mode=stepcalls  as calls, but calling bench_target_step, whose first
+ *               instruction (`test %rdi, %rdi`) the VMM does not emulate, so
+ *               a probe on its entry is single-stepped; prints `spin:
+ *               stepcalls done n=N ticks=T tsc_khz=K` and exits 0
+ *   n=N         iterations for calls, outs, loop and stepcalls: 0 to 10000000
  *               (default 20000); ignored by the other modes
  *
  * In the bounded modes, with cpus=all, the APs halt (sti; hlt) while the
@@ -62,6 +66,7 @@
 #define MODE_CALLS              3       /* from here on: the bounded modes */
 #define MODE_OUTS               4
 #define MODE_LOOP               5
+#define MODE_STEPCALLS          6
 
 #define SPIN_DEFAULT_N          20000
 #define SPIN_MAX_N              10000000
@@ -175,7 +180,7 @@ END(spin_run)
 
 /*
  * spin_bench(boot_info = %rdi) -> %eax: 0, after timing spin_n iterations of
- * the loop spin_mode selects (calls, outs or loop) and printing `spin: MODE
+ * the loop spin_mode selects (calls, outs, loop or stepcalls) and printing `spin: MODE
  * done n=N ticks=T tsc_khz=K`.
  */
 FUNCTION(spin_bench)
@@ -195,9 +200,13 @@ FUNCTION(spin_bench)
     je      2f
     cmp     $MODE_OUTS, %ebx
     je      3f
+    cmp     $MODE_STEPCALLS, %ebx
+    je      5f
     TIMED_LOOP
     jmp     4f
 2:  TIMED_LOOP call bench_target
+    jmp     4f
+5:  TIMED_LOOP call bench_target_step
     jmp     4f
 3:  TIMED_LOOP outb %al, $BENCH_PORT
 4:  mov     %rax, %r13                  /* ticks */
@@ -233,6 +242,20 @@ FUNCTION(bench_target)
     pop     %rbp
     ret
 END(bench_target)
+
+/*
+ * bench_target_step(): does nothing either; mode=stepcalls calls it in its
+ * loop. Its first instruction is one the VMM does not emulate (a plain
+ * integer `test`, which only sets flags), so a probe on its entry is
+ * single-stepped: the probe benchmark's single-step row.
+ */
+FUNCTION(bench_target_step)
+    test    %rdi, %rdi
+    push    %rbp
+    mov     %rsp, %rbp
+    pop     %rbp
+    ret
+END(bench_target_step)
 
 /* spin_forever(): cli, then pause in a loop for ever. */
 FUNCTION(spin_forever)
@@ -469,6 +492,7 @@ name_count:         .asciz "count"
 name_calls:         .asciz "calls"
 name_outs:          .asciz "outs"
 name_loop:          .asciz "loop"
+name_stepcalls:     .asciz "stepcalls"
 msg_spin_prefix:    .asciz "spin: "
 msg_done_n:         .asciz " done n="
 msg_ticks:          .asciz " ticks="
@@ -482,10 +506,12 @@ opt_mode_count:     .asciz "mode=count"
 opt_mode_calls:     .asciz "mode=calls"
 opt_mode_outs:      .asciz "mode=outs"
 opt_mode_loop:      .asciz "mode=loop"
+opt_mode_stepcalls: .asciz "mode=stepcalls"
 
     .p2align 3
 mode_names:                             /* indexed by spin_mode */
     .quad   name_busy, name_halt, name_count, name_calls, name_outs, name_loop
+    .quad   name_stepcalls
 options:
     OPTION  opt_cpus_1, spin_all_cpus, 0
     OPTION  opt_cpus_all, spin_all_cpus, 1
@@ -495,6 +521,7 @@ options:
     OPTION  opt_mode_calls, spin_mode, MODE_CALLS
     OPTION  opt_mode_outs, spin_mode, MODE_OUTS
     OPTION  opt_mode_loop, spin_mode, MODE_LOOP
+    OPTION  opt_mode_stepcalls, spin_mode, MODE_STEPCALLS
 options_end:
 
     .data

@@ -13,8 +13,8 @@
 //! `smp` exit statuses: 0 all CPUs online, 1 some AP did not check in, 2 bad boot-info magic,
 //! 3 MP table missing/invalid or disagreeing with `boot_info.cpu_count`, 4 an IPI stayed
 //! undelivered (ICR busy), 5 the serial lock timed out. `fault` never exits 0.
-//! `spin` exit statuses (else it loops until stopped): 0 a bounded mode (`mode=calls`, `outs`
-//! or `loop`, for the probe benchmark) finished its loop, 3 bad command line, and with
+//! `spin` exit statuses (else it loops until stopped): 0 a bounded mode (`mode=calls`, `outs`,
+//! `loop` or `stepcalls`, for the probe benchmark) finished its loop, 3 bad command line, and with
 //! `cpus=all` 1 an AP did not come online, 4 an IPI to start an AP stayed undelivered, 8 MP
 //! table missing/invalid or disagreeing with `boot_info.cpu_count`.
 //! `apic-conformance` exits with its number of failed checks (at most 255), 255 also when
@@ -75,8 +75,9 @@ static GUESTS: [Guest; 7] = [
                       (sti; hlt), `mode=count` (a per-CPU counter in `spin_counters`); \
                       `cpus=all` also starts every AP into the loop (exit 3: bad command \
                       line); bounded, for the probe benchmark: `mode=calls` (calls the empty \
-                      `bench_target`), `mode=outs` (outb to port 0x80, a bare PIO exit) or \
-                      `mode=loop` (empty body) N times (`n=N`, default 20000, at most \
+                      `bench_target`), `mode=stepcalls` (calls `bench_target_step`, whose \
+                      first instruction the VMM does not emulate), `mode=outs` (outb to port \
+                      0x80, a bare PIO exit) or `mode=loop` (empty body) N times (`n=N`, default 20000, at most \
                       10000000) on the BSP, prints `spin: MODE done n=N ticks=T tsc_khz=K` \
                       and exits 0",
         image: image!("spin"),

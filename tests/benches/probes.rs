@@ -1,7 +1,10 @@
 //! Probe benchmark: the per-hit cost of an emulated `fbt` probe (a `hlt` trap whose displaced
-//! instruction the VMM emulates, one exit per hit) as a ratio over a bare PIO exit measured in
-//! the same run, and the exits each hit costs. Printed, never asserted (it fails only when a
-//! run fails or the hit counts are not exactly N).
+//! instruction the VMM emulates, one exit per hit) and of a single-stepped one (a displaced
+//! instruction the VMM does not emulate: the original byte is put back, the instruction is
+//! single-stepped with `KVM_GUESTDBG_SINGLESTEP` and the trap re-armed, two exits per hit),
+//! each as a ratio over a bare PIO exit measured in the same run, and the exits each hit
+//! costs. Printed, never asserted (it fails only when a run fails or the hit counts are not
+//! exactly N).
 //!
 //! Run with `cargo bench -p tests --bench probes` (`HVTRACE_BENCH_PROBE_N` sets the loop
 //! iterations, default 20000; `HVTRACE_BENCH_REPS` the runs per case, default 5).
@@ -14,10 +17,15 @@
 //! - `outs`: `outb %al, $0x80; dec; jnz`, a port the VMM ignores: one bare PIO exit each;
 //! - `calls`: `call bench_target; dec; jnz`, where `bench_target` is `push %rbp; mov
 //!   %rsp, %rbp; pop %rbp; ret`, without probes, with `fbt::bench_target:entry`, and with
-//!   `entry` and `return`.
+//!   `entry` and `return`;
+//! - `stepcalls`: `call bench_target_step; dec; jnz`, where `bench_target_step` is
+//!   `bench_target` preceded by `test %rdi, %rdi` (not in the emulated set of
+//!   `tracer::traps::emulate`), without probes and with `fbt::bench_target_step:entry`, which
+//!   is therefore single-stepped (1 vCPU, so stopping the others stops nobody).
 //!
 //! A bare exit costs (outs - loop) / N: what an iteration pays for its `outb`. A probe hit
-//! costs (calls with probes - calls without) / hits: what the trap adds. Both are medians of
+//! costs (calls with probes - calls without) / hits, and (stepcalls with the probe -
+//! stepcalls without) / hits for the single-stepped one: what the trap adds. Both are medians of
 //! the runs (cases interleaved, so drift on a shared host hits each alike), in TSC ticks and
 //! converted to µs with the guest's `tsc_khz`; their ratio is the result. On a software-KVM
 //! host every CPL0 instruction is interpreted (~1 µs), so the `outb` itself and the
@@ -26,16 +34,19 @@
 //! Exits are counted by the VMM (`Snapshot::exits` of the BSP), less two per serial byte
 //! (`serial_putc`: an LSR read, the VMM's UART being always ready, and a THR write) since the
 //! `ticks=` numbers differ in length: exits per hit = (exits with probes - exits without) /
-//! hits, 1.0 on the emulated path.
+//! hits, 1.0 on the emulated path and 2.0 on the single-stepped one (the `hlt` trap, then the
+//! debug exit after the step).
 
 use std::time::{Duration, Instant};
 
+use tests::bench::{env_or, median};
 use tests::{kvm_or_skip, library_vm_with_probes};
 use vmm::{IrqChipMode, Outcome};
 
 const BOUND: Duration = Duration::from_secs(600);
 const ENTRY: &str = "fbt::bench_target:entry";
 const RETURN: &str = "fbt::bench_target:return";
+const STEP_ENTRY: &str = "fbt::bench_target_step:entry";
 
 /// One benchmark case: a `spin` mode and the probes armed.
 struct Case {
@@ -44,7 +55,7 @@ struct Case {
     probes: &'static [&'static str],
 }
 
-const CASES: [Case; 5] = [
+const CASES: [Case; 7] = [
     Case {
         label: "empty loop",
         mode: "loop",
@@ -69,6 +80,16 @@ const CASES: [Case; 5] = [
         label: "calls, entry + return probes",
         mode: "calls",
         probes: &[ENTRY, RETURN],
+    },
+    Case {
+        label: "stepcalls, no probes",
+        mode: "stepcalls",
+        probes: &[],
+    },
+    Case {
+        label: "stepcalls, entry probe (single-stepped)",
+        mode: "stepcalls",
+        probes: &[STEP_ENTRY],
     },
 ];
 
@@ -148,19 +169,6 @@ fn run_case(case: &Case, n: u64) -> Sample {
     }
 }
 
-fn median<T: Copy + PartialOrd>(v: &[T]) -> T {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
-    v[v.len() / 2]
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     if !kvm_or_skip("bench probes") {
         return;
@@ -197,7 +205,7 @@ fn main() {
     let exits = |i: usize| median(&samples[i].iter().map(|s| s.exits).collect::<Vec<_>>());
     let hits = |i: usize| samples[i][0].hits;
     let nf = n as f64;
-    let [empty, outs, base, entry, both] = [0, 1, 2, 3, 4];
+    let [empty, outs, base, entry, both, step_base, step] = [0, 1, 2, 3, 4, 5, 6];
 
     println!(
         "hvtrace probe benchmark; host: {host}; --irqchip emulated, 1 vCPU; N = {n} iterations \
@@ -225,9 +233,12 @@ fn main() {
 
     let bare = (ticks[outs] - ticks[empty]) / nf;
     let bare_exits = (exits(outs) - exits(empty)) as f64 / nf;
-    let per_hit = |i: usize| (ticks[i] - ticks[base]) / hits(i) as f64;
-    let exits_per_hit = |i: usize| (exits(i) - exits(base)) as f64 / hits(i) as f64;
+    // A probed case against the unprobed case of the same mode.
+    let baseline = |i: usize| if i == step { step_base } else { base };
+    let per_hit = |i: usize| (ticks[i] - ticks[baseline(i)]) / hits(i) as f64;
+    let exits_per_hit = |i: usize| (exits(i) - exits(baseline(i))) as f64 / hits(i) as f64;
     let emulated = per_hit(entry);
+    let stepped = per_hit(step);
     let verdict = if emulated <= 1.2 * bare {
         "met"
     } else {
@@ -259,11 +270,22 @@ fn main() {
         to_us((ticks[both] - ticks[base]) / nf),
         (ticks[both] - ticks[base]) / nf / bare
     );
+    println!(
+        "| single-stepped probe hit, entry only: (stepcalls entry - stepcalls no probes) / hits | {stepped:.0} | {} | {:.2}x | {:.3} |",
+        to_us(stepped),
+        stepped / bare,
+        exits_per_hit(step)
+    );
     println!();
     println!(
         "Goal: emulated hit <= 1.2x a bare exit: {verdict} ({:.2}x). Exits per hit must be \
-         1.0 on the emulated path. Single-stepped probes: not measured (no single-step \
-         fallback yet).",
-        emulated / bare
+         1.0 on the emulated path (measured {:.3}). Single-stepped hit: {:.2}x a bare exit, \
+         {:.2}x an emulated hit, {:.3} exits per hit (expected 2: the trap, then the debug \
+         exit after the step).",
+        emulated / bare,
+        exits_per_hit(entry),
+        stepped / bare,
+        stepped / emulated,
+        exits_per_hit(step)
     );
 }

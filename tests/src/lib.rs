@@ -6,6 +6,7 @@
 //! the line there too; `.ci/run` fails the build if that file is not empty on a machine that
 //! has `/dev/kvm`.
 
+pub mod bench;
 pub mod ipi_bench;
 
 use std::io::Read;

@@ -1,7 +1,9 @@
-//! Smoke test of the probe benchmark's guest modes (`spin mode=calls|outs`, see
-//! `benches/probes.rs`): exact counts only, never timings. Under `--irqchip emulated` an
+//! Smoke test of the probe benchmark's guest modes (`spin mode=calls|outs|loop|stepcalls`,
+//! see `benches/probes.rs`): exact counts only, never timings. Under `--irqchip emulated` an
 //! `fbt` probe on `bench_target` is hit once per call, and each hit costs exactly one exit
-//! (the displaced instruction is emulated in the VMM, no single-step).
+//! (the displaced instruction is emulated in the VMM, no single-step); one on
+//! `bench_target_step`, whose first instruction is not emulated, costs exactly two (the trap
+//! and the single step).
 
 use std::time::Duration;
 
@@ -54,27 +56,32 @@ fn run_spin(cmdline: &str, probes: &[&str]) -> Run {
     }
 }
 
+/// Iterations of every bounded run here.
+const N: u64 = 100;
+
+/// Runs `spin mode=MODE n=N` with `probes` armed and checks that its loop finished.
+fn run_mode(mode: &str, probes: &[&str]) -> Run {
+    let run = run_spin(&format!("mode={mode} n={N}"), probes);
+    assert!(
+        run.text
+            .contains(&format!("spin: {mode} done n={N} ticks=")),
+        "{mode} {probes:?}: {}",
+        run.text
+    );
+    run
+}
+
 #[test]
 fn entry_and_return_probes_cost_one_exit_per_hit() {
     if !kvm_or_skip("entry_and_return_probes_cost_one_exit_per_hit") {
         return;
     }
-    let base = run_spin("mode=calls n=100", &[]);
-    assert!(
-        base.text.contains("spin: calls done n=100 ticks="),
-        "{}",
-        base.text
-    );
-    let traced = run_spin(
-        "mode=calls n=100",
+    let base = run_mode("calls", &[]);
+    let traced = run_mode(
+        "calls",
         &["fbt::bench_target:entry", "fbt::bench_target:return"],
     );
-    assert!(
-        traced.text.contains("spin: calls done n=100 ticks="),
-        "{}",
-        traced.text
-    );
-    assert_eq!(traced.hits, [100, 100], "entry and return hits");
+    assert_eq!(traced.hits, [N, N], "entry and return hits");
     let hits: u64 = traced.hits.iter().sum();
     let extra = traced.exits_besides_serial - base.exits_besides_serial;
     // Exits per hit is exactly 1.0: one `hlt` exit per trap, nothing else.
@@ -86,21 +93,28 @@ fn outs_mode_exits_zero_with_one_pio_exit_per_iteration() {
     if !kvm_or_skip("outs_mode_exits_zero_with_one_pio_exit_per_iteration") {
         return;
     }
-    let outs = run_spin("mode=outs n=100", &[]);
-    assert!(
-        outs.text.contains("spin: outs done n=100 ticks="),
-        "{}",
-        outs.text
-    );
-    let empty = run_spin("mode=loop n=100", &[]);
-    assert!(
-        empty.text.contains("spin: loop done n=100 ticks="),
-        "{}",
-        empty.text
-    );
+    let outs = run_mode("outs", &[]);
+    let empty = run_mode("loop", &[]);
     assert_eq!(
         outs.exits_besides_serial - empty.exits_besides_serial,
-        100,
+        N as i64,
         "one bare PIO exit per outb"
+    );
+}
+
+#[test]
+fn single_stepped_entry_probe_costs_two_exits_per_hit() {
+    if !kvm_or_skip("single_stepped_entry_probe_costs_two_exits_per_hit") {
+        return;
+    }
+    let base = run_mode("stepcalls", &[]);
+    let traced = run_mode("stepcalls", &["fbt::bench_target_step:entry"]);
+    assert_eq!(traced.hits, [N], "entry hits");
+    let extra = traced.exits_besides_serial - base.exits_besides_serial;
+    // The `hlt` trap, then the debug exit after single-stepping the displaced `test`.
+    assert_eq!(
+        extra,
+        2 * N as i64,
+        "exits added by {N} single-stepped hits"
     );
 }
