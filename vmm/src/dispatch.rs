@@ -101,7 +101,7 @@ impl Dispatcher {
 
     /// Fires `vmexit:::kind` when a trace uses it.
     fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
-        self.sessions.vmexit(cpu, kind, args);
+        self.sessions.event(cpu, "vmexit", kind, args);
     }
 }
 

@@ -29,7 +29,7 @@ use crate::loader::load_elf;
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
 use crate::probes::{HitHook, ProbeError, ProbeSet};
-use crate::trace::{plan, LocalSink, Sessions, TraceSpec, Tracing};
+use crate::trace::{plan, LocalSink, Sessions, TraceSpec, Tracing, VcpuAccess};
 use tracer::probes::catalogue;
 use tracer::symbols::ElfSymbols;
 
@@ -102,6 +102,8 @@ pub struct Vm {
     probes: Option<Arc<ProbeSet>>,
     /// The D program of `run -n`, if any.
     tracing: Option<Arc<Tracing>>,
+    /// Every running trace session (the run's own and attached ones).
+    sessions: Arc<Sessions>,
     /// The control socket, bound, with what attached clients need; served from `run`.
     control: Option<(ControlSocket, Arc<ControlContext>)>,
     end: Arc<EndSignal>,
@@ -269,6 +271,10 @@ impl Vm {
         if let Some(probes) = &probes {
             probes.set_world(World::new(&vcpus));
         }
+        sessions.set_vcpus(VcpuAccess {
+            world: World::new(&vcpus),
+            kickers: vcpus.iter().map(VcpuHandle::kicker).collect(),
+        });
         if let Some(apic) = &apic {
             apic.start(vcpus.iter().map(VcpuHandle::kicker).collect())
                 .map_err(VmmError::Thread)?;
@@ -278,6 +284,7 @@ impl Vm {
             apic,
             probes,
             tracing,
+            sessions,
             control,
             end,
             timeout: config.timeout,
@@ -312,7 +319,7 @@ impl Vm {
     pub fn run(mut self) -> Result<Outcome, VmmError> {
         if let Some(t) = &self.tracing {
             let end = self.end_handle();
-            t.start(Box::new(move || end.end()));
+            t.start(Box::new(move || end.end()), self.sessions.vcpus());
         }
         let control = self.control.take().map(|(socket, ctx)| socket.serve(ctx));
         for v in &self.vcpus {

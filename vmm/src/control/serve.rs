@@ -127,7 +127,10 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
     ctx.sessions.add(id, Arc::clone(&tracing));
     let exited = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&exited);
-    tracing.start(Box::new(move || flag.store(true, Ordering::SeqCst)));
+    tracing.start(
+        Box::new(move || flag.store(true, Ordering::SeqCst)),
+        ctx.sessions.vcpus(),
+    );
     Ok(Session {
         id,
         tracing,

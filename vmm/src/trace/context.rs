@@ -25,6 +25,8 @@ pub(super) struct HitContext<'a> {
     pub(super) timestamp: u64,
     /// Arguments of a probe without guest registers (`vmexit`); registers read as absent.
     pub(super) args: Option<[u64; 4]>,
+    /// Whether `regs` are the vCPU's (`regs[]`, `caller`, `stack()` read them).
+    pub(super) has_regs: bool,
 }
 
 impl<'a> HitContext<'a> {
@@ -44,6 +46,23 @@ impl<'a> HitContext<'a> {
             is_return: false,
             timestamp: tracing.now_ns(),
             args,
+            has_regs: args.is_none(),
+        }
+    }
+
+    /// A `profile-N` sample of `cpu` at `regs`: `arg0` is the PC (the guest runs in kernel
+    /// mode, so `arg1`, the user PC, is 0), and the registers are readable.
+    pub(super) fn sample(tracing: &'a Tracing, cpu: u32, regs: &Regs) -> Self {
+        HitContext {
+            tracing,
+            cpu,
+            regs: *regs,
+            site: regs.rip,
+            start: 0,
+            is_return: false,
+            timestamp: tracing.now_ns(),
+            args: Some([regs.rip, 0, 0, 0]),
+            has_regs: true,
         }
     }
 
@@ -92,7 +111,7 @@ impl ProbeContext for HitContext<'_> {
     }
 
     fn reg(&self, n: usize) -> Option<u64> {
-        if self.args.is_some() {
+        if !self.has_regs {
             return None;
         }
         let r = &self.regs;
@@ -120,6 +139,13 @@ impl ProbeContext for HitContext<'_> {
     }
 
     fn caller(&self) -> u64 {
+        if !self.has_regs {
+            return 0;
+        }
+        if self.args.is_some() {
+            // A profile sample lands anywhere in a function: its frame holds the return address.
+            return self.read_u64(self.regs.rbp.wrapping_add(8)).unwrap_or(0);
+        }
         // At an fbt entry and at a `ret`, the return address is on top of the stack.
         self.read_u64(self.regs.rsp).unwrap_or(0)
     }
@@ -136,6 +162,9 @@ impl ProbeContext for HitContext<'_> {
     }
 
     fn stack(&self, max: usize) -> Option<Vec<u64>> {
+        if !self.has_regs {
+            return Some(Vec::new());
+        }
         // Frame-pointer walk: the built-in guests keep `push %rbp; mov %rsp,%rbp` frames.
         let mut frames = vec![self.regs.rip, self.caller()];
         let mut rbp = self.regs.rbp;

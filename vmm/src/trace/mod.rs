@@ -13,13 +13,14 @@ mod context;
 mod registry;
 mod session;
 mod sink;
+mod timers;
 
 use std::time::Duration;
 
 use tracer::lang::{compile, Program, Source, TimerKind};
 use tracer::probes::Probe;
 
-pub use registry::Sessions;
+pub use registry::{Sessions, VcpuAccess};
 pub use session::{OnExit, Tracing};
 pub use sink::{LocalSink, TraceSink};
 
@@ -59,7 +60,7 @@ pub struct TraceSpec {
     pub output: Option<std::path::PathBuf>,
 }
 
-/// Shortest `tick-N` period honoured (a faster rate would only load the host).
+/// Shortest `tick-N` / `profile-N` period honoured (a faster rate would only load the host).
 pub(crate) const MIN_TICK: Duration = Duration::from_micros(100);
 
 /// What a program needs from the VM.
@@ -70,8 +71,10 @@ pub struct Plan {
     pub fbt: Vec<Probe>,
     /// `tick-N` probes: (probe name, period).
     pub ticks: Vec<(String, Duration)>,
-    /// `vmexit:::KIND` probes the program uses.
-    pub vmexits: Vec<String>,
+    /// `profile-N` probes: (probe name, period).
+    pub profiles: Vec<(String, Duration)>,
+    /// Probes fired by VMM events (`vmexit`, `apic`, `sync`), each once.
+    pub events: Vec<Probe>,
 }
 
 /// Compiles `spec` and resolves the probes it needs against the image's probe catalogue.
@@ -87,25 +90,24 @@ pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
     })?;
     let mut fbt = Vec::new();
     let mut ticks: Vec<(String, Duration)> = Vec::new();
-    let mut vmexits: Vec<String> = Vec::new();
+    let mut profiles: Vec<(String, Duration)> = Vec::new();
+    let mut events: Vec<Probe> = Vec::new();
     for clause in &program.clauses {
         let mut any = false;
         for desc in &clause.descs {
             if matches!(desc.provider.as_str(), "" | "profile") {
                 match desc.timer() {
-                    Some(Ok((TimerKind::Tick, ns))) => {
+                    Some(Ok((kind, ns))) => {
                         any = true;
-                        if !ticks.iter().any(|(n, _)| *n == desc.name) {
+                        let list = match kind {
+                            TimerKind::Tick => &mut ticks,
+                            TimerKind::Profile => &mut profiles,
+                        };
+                        if !list.iter().any(|(n, _)| *n == desc.name) {
                             let period = Duration::from_nanos(ns).max(MIN_TICK);
-                            ticks.push((desc.name.clone(), period));
+                            list.push((desc.name.clone(), period));
                         }
                         continue;
-                    }
-                    Some(Ok((TimerKind::Profile, _))) => {
-                        return Err(TraceError::Unsupported(
-                            desc.to_string(),
-                            "profile-N".into(),
-                        ))
                     }
                     Some(Err(why)) => return Err(TraceError::Compile(format!("{desc}: {why}"))),
                     None => {}
@@ -122,10 +124,12 @@ pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
                             fbt.push(p.clone());
                         }
                     }
-                    "dtrace" => {}
-                    "vmexit" => {
-                        if !vmexits.contains(&p.name) {
-                            vmexits.push(p.name.clone());
+                    // Timers are resolved from the description's name above; the catalogue's
+                    // `profile` entries are examples.
+                    "dtrace" | "profile" => {}
+                    "vmexit" | "apic" | "sync" => {
+                        if !events.contains(p) {
+                            events.push(p.clone());
                         }
                     }
                     other => return Err(TraceError::Unsupported(p.to_string(), other.into())),
@@ -141,6 +145,7 @@ pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
         program,
         fbt,
         ticks,
-        vmexits,
+        profiles,
+        events,
     })
 }

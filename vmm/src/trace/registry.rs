@@ -1,43 +1,96 @@
 //! Every D program tracing the VM right now (the one of `run -n`, and one per attached client),
-//! so that providers fired outside the trap path (`vmexit`, ...) reach each of them.
+//! so that providers fired outside the trap path (`vmexit`, `apic`, `sync`, `profile`) reach
+//! each of them.
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use tracer::traps::Regs;
+use vcpu::{Kicker, World};
 
 use super::Tracing;
 use crate::probes::SessionId;
+
+/// What `profile-N` needs to sample the vCPUs: their states and a way to kick each.
+#[derive(Clone)]
+pub struct VcpuAccess {
+    /// Every vCPU (states and snapshots).
+    pub world: World,
+    /// A kicker per vCPU, in vCPU order.
+    pub kickers: Vec<Kicker>,
+}
 
 /// The running trace sessions.
 #[derive(Default)]
 pub struct Sessions {
     list: RwLock<Vec<(SessionId, Arc<Tracing>)>>,
+    /// Whether any session uses the `apic` provider (the APIC records events only then).
+    apic: AtomicBool,
+    /// Whether any session uses `profile-N` (kicked exits look for samples only then).
+    profile: AtomicBool,
+    vcpus: OnceLock<VcpuAccess>,
 }
 
 impl Sessions {
     /// Adds a running session.
     pub fn add(&self, id: SessionId, tracing: Arc<Tracing>) {
-        self.list
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((id, tracing));
+        let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
+        list.push((id, tracing));
+        self.update_interest(&list);
     }
 
     /// Removes a session (its providers stop firing); returns it.
     pub fn remove(&self, id: SessionId) -> Option<Arc<Tracing>> {
         let mut list = self.list.write().unwrap_or_else(|p| p.into_inner());
         let at = list.iter().position(|(s, _)| *s == id)?;
-        Some(list.remove(at).1)
+        let removed = list.remove(at).1;
+        self.update_interest(&list);
+        Some(removed)
     }
 
-    /// Every running session.
-    pub fn all(&self) -> Vec<(SessionId, Arc<Tracing>)> {
-        self.list.read().unwrap_or_else(|p| p.into_inner()).clone()
+    fn update_interest(&self, list: &[(SessionId, Arc<Tracing>)]) {
+        let uses = |provider| list.iter().any(|(_, t)| t.uses(provider));
+        self.apic.store(uses("apic"), Ordering::SeqCst);
+        self.profile.store(uses("profile"), Ordering::SeqCst);
     }
 
-    /// A `kind` exit of `cpu`: fires `vmexit:::kind` in every session that uses it.
-    pub fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
+    /// Connects the vCPUs (for `profile-N`), once they exist.
+    pub fn set_vcpus(&self, access: VcpuAccess) {
+        let _ = self.vcpus.set(access);
+    }
+
+    /// The vCPUs, once connected.
+    pub fn vcpus(&self) -> Option<VcpuAccess> {
+        self.vcpus.get().cloned()
+    }
+
+    /// A VMM event on `cpu`: fires `provider:::name` in every session that uses it.
+    pub fn event(&self, cpu: usize, provider: &str, name: &str, args: [u64; 4]) {
         let list = self.list.read().unwrap_or_else(|p| p.into_inner());
         for (_, t) in list.iter() {
-            t.vmexit(cpu, kind, args);
+            t.event(cpu, provider, name, args);
+        }
+    }
+
+    /// Whether any session wants the emulated APIC's events.
+    pub fn wants_apic(&self) -> bool {
+        self.apic.load(Ordering::Relaxed)
+    }
+
+    /// Whether some session owes `cpu` a `profile-N` sample (cheap: checked on kicked exits).
+    pub fn wants_sample(&self, cpu: usize) -> bool {
+        if !self.profile.load(Ordering::Relaxed) {
+            return false;
+        }
+        let list = self.list.read().unwrap_or_else(|p| p.into_inner());
+        list.iter().any(|(_, t)| t.wants_sample(cpu))
+    }
+
+    /// `cpu` left the guest at `regs` after a kick: fires the samples it owes.
+    pub fn sample(&self, cpu: usize, regs: &Regs) {
+        let list = self.list.read().unwrap_or_else(|p| p.into_inner());
+        for (_, t) in list.iter() {
+            t.sample(cpu, regs);
         }
     }
 }

@@ -4,7 +4,7 @@
 //! A `run -n PROG` has one; every client attached through the control socket has its own,
 //! with its own output, aggregations and `exit()`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,11 +19,11 @@ use vm_memory::GuestMemoryMmap;
 
 use super::context::{symbolize, HitContext};
 use super::sink::TraceSink;
-use super::{Plan, TraceSpec};
+use super::{Plan, TraceSpec, VcpuAccess};
 use crate::probes::HitHook;
 
 /// How often the consumer thread drains the per-vCPU buffers.
-const CONSUMER_PERIOD: Duration = Duration::from_millis(20);
+pub(super) const CONSUMER_PERIOD: Duration = Duration::from_millis(20);
 
 /// What to do when the program calls `exit()`: end the VM (`run`) or the session (attach).
 pub type OnExit = Box<dyn Fn() + Send + Sync>;
@@ -44,9 +44,13 @@ pub struct Tracing {
     thread: Mutex<Option<JoinHandle<()>>>,
     stop: AtomicBool,
     /// `tick-N` probes: (probe, clauses, period).
-    ticks: Vec<(Arc<ProbeInfo>, Vec<usize>, Duration)>,
-    /// `vmexit:::KIND` probes: (kind, probe, clauses).
-    vmexits: Vec<(String, Arc<ProbeInfo>, Vec<usize>)>,
+    pub(super) ticks: Vec<(Arc<ProbeInfo>, Vec<usize>, Duration)>,
+    /// `profile-N` probes: (probe, clauses, period).
+    pub(super) profiles: Vec<(Arc<ProbeInfo>, Vec<usize>, Duration)>,
+    /// Per vCPU: the `profile-N` probes (bit i = `profiles[i]`) waiting for its next sample.
+    pub(super) samples: Vec<AtomicU64>,
+    /// Probes fired by VMM events (`vmexit`, `apic`, `sync`): (probe, clauses).
+    events: Vec<(Arc<ProbeInfo>, Vec<usize>)>,
     ticker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -69,16 +73,17 @@ impl Tracing {
             program,
             fbt: armed,
             ticks,
-            vmexits,
+            profiles,
+            events,
         } = plan;
         let program = Arc::new(program);
         let runtime = Runtime::new(Arc::clone(&program), Limits::default());
+        let id_of = |p: &Probe| all.iter().position(|q| q == p).map_or(0, |i| i as u32 + 1);
         let armed = armed
             .iter()
             .map(|p| {
-                let id = all.iter().position(|q| q == p).map_or(0, |i| i as u32 + 1);
                 let info = Arc::new(ProbeInfo::new(
-                    id,
+                    id_of(p),
                     p.provider.clone(),
                     p.module.clone(),
                     p.function.clone(),
@@ -90,24 +95,30 @@ impl Tracing {
                 (info, clauses, start)
             })
             .collect();
-        let ticks = ticks
+        let timers = |list: Vec<(String, Duration)>| -> Vec<_> {
+            list.into_iter()
+                .map(|(name, period)| {
+                    let info = Arc::new(ProbeInfo::new(0, "profile", "", "", name.clone()));
+                    let clauses = program.clauses_matching("profile", "", "", &name);
+                    (info, clauses, period)
+                })
+                .collect()
+        };
+        let ticks = timers(ticks);
+        let profiles = timers(profiles);
+        let events = events
             .iter()
-            .map(|(name, period)| {
-                let info = Arc::new(ProbeInfo::new(0, "profile", "", "", name.clone()));
-                let clauses = program.clauses_matching("profile", "", "", name);
-                (info, clauses, *period)
-            })
-            .collect();
-        let vmexits = vmexits
-            .iter()
-            .map(|kind| {
-                let id = all
-                    .iter()
-                    .position(|q| q.provider == "vmexit" && q.name == *kind)
-                    .map_or(0, |i| i as u32 + 1);
-                let info = Arc::new(ProbeInfo::new(id, "vmexit", "", "", kind.clone()));
-                let clauses = program.clauses_matching("vmexit", "", "", kind);
-                (kind.clone(), info, clauses)
+            .map(|p| {
+                let info = Arc::new(ProbeInfo::new(
+                    id_of(p),
+                    p.provider.clone(),
+                    p.module.clone(),
+                    p.function.clone(),
+                    p.name.clone(),
+                ));
+                let clauses =
+                    program.clauses_matching(&p.provider, &p.module, &p.function, &p.name);
+                (info, clauses)
             })
             .collect();
         let options = ConsumerOptions {
@@ -135,14 +146,16 @@ impl Tracing {
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             ticks,
-            vmexits,
+            samples: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
+            profiles,
+            events,
             ticker: Mutex::new(None),
         })
     }
 
-    /// Fires BEGIN and starts the consumer thread; `on_exit` runs once when the program
-    /// calls `exit()`.
-    pub fn start(self: &Arc<Self>, on_exit: OnExit) {
+    /// Fires BEGIN and starts the consumer thread and the timers; `on_exit` runs once when
+    /// the program calls `exit()`; `vcpus` lets `profile-N` sample every vCPU.
+    pub fn start(self: &Arc<Self>, on_exit: OnExit, vcpus: Option<VcpuAccess>) {
         *self.on_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(on_exit);
         self.fire_dtrace(ProbeInfo::begin());
         let me = Arc::clone(self);
@@ -156,50 +169,53 @@ impl Tracing {
             })
             .ok();
         *self.thread.lock().unwrap_or_else(|p| p.into_inner()) = handle;
-        if !self.ticks.is_empty() {
+        if !self.ticks.is_empty() || !self.profiles.is_empty() {
             let me = Arc::clone(self);
             let ticker = std::thread::Builder::new()
-                .name("trace-tick".into())
-                .spawn(move || me.run_ticks())
+                .name("trace-timers".into())
+                .spawn(move || me.run_timers(vcpus.as_ref()))
                 .ok();
             *self.ticker.lock().unwrap_or_else(|p| p.into_inner()) = ticker;
         }
         self.drain();
     }
 
-    /// A `kind` exit of `cpu` (from the exit dispatcher): fires `vmexit:::kind` if the program
-    /// uses it. `args` become `arg0`..`arg3` (see the provider's documentation in the README).
-    pub fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
-        let Some((_, info, clauses)) = self.vmexits.iter().find(|(k, _, _)| k == kind) else {
+    /// A VMM event on `cpu`: fires `provider:::name` if the program uses it, with `args` as
+    /// `arg0`..`arg3` (see each provider's documentation in the README).
+    pub fn event(&self, cpu: usize, provider: &str, name: &str, args: [u64; 4]) {
+        let Some((info, clauses)) = self
+            .events
+            .iter()
+            .find(|(i, _)| i.name == name && i.provider == provider)
+        else {
             return;
         };
         let ctx = HitContext::without_registers(self, cpu as u32, Some(args));
-        if let Some(v) = self.vcpus.get(cpu) {
-            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
-            self.runtime.fire(&mut state, info, clauses, &ctx);
+        self.fire_on(cpu, info, clauses, &ctx);
+    }
+
+    /// Whether the program uses any probe of `provider` (`apic`, `vmexit`, `sync`).
+    pub fn uses(&self, provider: &str) -> bool {
+        match provider {
+            "profile" => !self.profiles.is_empty(),
+            _ => self.events.iter().any(|(i, _)| i.provider == provider),
         }
     }
 
-    /// Fires every `tick-N` clause at its period until the trace stops.
-    fn run_ticks(&self) {
-        let start = Instant::now();
-        let mut next: Vec<Instant> = self.ticks.iter().map(|(_, _, p)| start + *p).collect();
-        while !self.stop.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            for (i, (info, clauses, period)) in self.ticks.iter().enumerate() {
-                if next[i] <= now {
-                    next[i] += *period;
-                    if next[i] <= now {
-                        next[i] = now + *period; // fell behind: skip missed ticks
-                    }
-                    self.fire_without_registers(info, clauses);
-                }
-            }
-            let wake = next.iter().min().copied().unwrap_or(now + CONSUMER_PERIOD);
-            std::thread::sleep(
-                wake.saturating_duration_since(Instant::now())
-                    .min(CONSUMER_PERIOD),
-            );
+    /// Fires `clauses` of `info` with `ctx` in `cpu`'s per-vCPU state.
+    pub(super) fn fire_on(
+        &self,
+        cpu: usize,
+        info: &Arc<ProbeInfo>,
+        clauses: &[usize],
+        ctx: &HitContext<'_>,
+    ) {
+        if clauses.is_empty() {
+            return;
+        }
+        if let Some(v) = self.vcpus.get(cpu) {
+            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
+            self.runtime.fire(&mut state, info, clauses, ctx);
         }
     }
 
@@ -244,15 +260,9 @@ impl Tracing {
     }
 
     /// Fires `clauses` for a probe that has no guest registers (BEGIN, END, tick-N), as CPU 0.
-    fn fire_without_registers(&self, info: &Arc<ProbeInfo>, clauses: &[usize]) {
-        if clauses.is_empty() {
-            return;
-        }
+    pub(super) fn fire_without_registers(&self, info: &Arc<ProbeInfo>, clauses: &[usize]) {
         let ctx = HitContext::without_registers(self, 0, None);
-        if let Some(v) = self.vcpus.first() {
-            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
-            self.runtime.fire(&mut state, info, clauses, &ctx);
-        }
+        self.fire_on(0, info, clauses, &ctx);
     }
 
     pub(super) fn now_ns(&self) -> u64 {
@@ -297,6 +307,11 @@ impl Tracing {
         }
     }
 
+    /// Whether the trace is shutting down (timers stop).
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
     /// Whether the program called `exit()`.
     pub fn exit_requested(&self) -> bool {
         self.exit_requested.load(Ordering::SeqCst)
@@ -329,10 +344,8 @@ impl HitHook for Tracing {
             is_return: probe.name == "return",
             timestamp: self.now_ns(),
             args: None,
+            has_regs: true,
         };
-        if let Some(v) = self.vcpus.get(cpu) {
-            let mut state = v.lock().unwrap_or_else(|p| p.into_inner());
-            self.runtime.fire(&mut state, info, clauses, &ctx);
-        }
+        self.fire_on(cpu, info, clauses, &ctx);
     }
 }
