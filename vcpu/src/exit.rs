@@ -158,6 +158,40 @@ impl fmt::Display for Fatal {
     }
 }
 
+/// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`: the emulation-failure exit carries the
+/// instruction bytes.
+const EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+
+impl Fatal {
+    /// Decodes `kvm_run.internal` / `kvm_run.emulation_failure` after a
+    /// `KVM_EXIT_INTERNAL_ERROR` (with the instruction bytes KVM reports for an emulation
+    /// failure); `None` when `run` holds another exit.
+    pub fn from_internal_error(run: &kvm_bindings::kvm_run) -> Option<Fatal> {
+        if run.exit_reason != kvm_bindings::KVM_EXIT_INTERNAL_ERROR {
+            return None;
+        }
+        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the `internal` union member is the
+        // one KVM filled in (and every bit pattern is a valid value of its plain integers).
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let mut insn = Vec::new();
+        if internal.suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION && internal.ndata >= 2 {
+            // emulation_failure layout: data[0] = flags, then insn_size (u8) + 15 bytes.
+            let flags = internal.data[0];
+            if flags & EMULATION_FLAG_INSTRUCTION_BYTES != 0 {
+                let mut raw = [0u8; 16];
+                raw[..8].copy_from_slice(&internal.data[1].to_le_bytes());
+                raw[8..].copy_from_slice(&internal.data[2].to_le_bytes());
+                let size = usize::from(raw[0]).min(15);
+                insn.extend_from_slice(&raw[1..1 + size]);
+            }
+        }
+        Some(Fatal::InternalError {
+            suberror: internal.suberror,
+            insn,
+        })
+    }
+}
+
 /// Everything known about a vCPU at the moment it stopped for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FatalReport {

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_interrupt, kvm_run, KVM_INTERNAL_ERROR_EMULATION};
+use kvm_bindings::{kvm_interrupt, kvm_run};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
@@ -21,9 +21,6 @@ const KVMIO: u32 = 0xae;
 // wrapper for it.
 ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
 
-/// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`: the emulation-failure exit carries the
-/// instruction bytes.
-const EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
 /// RFLAGS.IF.
 const RFLAGS_IF: u64 = 1 << 9;
 
@@ -585,26 +582,10 @@ impl Runner {
 
     /// Decodes `kvm_run.internal` / `kvm_run.emulation_failure`.
     fn internal_error(&mut self) -> Fatal {
-        let run = self.fd.get_kvm_run();
-        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the `internal` union member is the
-        // one KVM filled in.
-        let internal = unsafe { run.__bindgen_anon_1.internal };
-        let mut insn = Vec::new();
-        if internal.suberror == KVM_INTERNAL_ERROR_EMULATION && internal.ndata >= 2 {
-            // emulation_failure layout: data[0] = flags, then insn_size (u8) + 15 bytes.
-            let flags = internal.data[0];
-            if flags & EMULATION_FLAG_INSTRUCTION_BYTES != 0 {
-                let mut raw = [0u8; 16];
-                raw[..8].copy_from_slice(&internal.data[1].to_le_bytes());
-                raw[8..].copy_from_slice(&internal.data[2].to_le_bytes());
-                let size = usize::from(raw[0]).min(15);
-                insn.extend_from_slice(&raw[1..1 + size]);
-            }
-        }
-        Fatal::InternalError {
-            suberror: internal.suberror,
-            insn,
-        }
+        Fatal::from_internal_error(self.fd.get_kvm_run()).unwrap_or(Fatal::InternalError {
+            suberror: 0,
+            insn: Vec::new(),
+        })
     }
 
     fn report(&mut self, fatal: Fatal) -> FatalReport {

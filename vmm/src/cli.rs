@@ -88,6 +88,11 @@ pub struct RunArgs {
     /// Trace output format.
     #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
     pub format: TraceFormat,
+    /// Verbose: probe how this host's KVM handles trap instructions (int3, hardware
+    /// breakpoints, single-step) and print the results and the trap strategy probes would use
+    /// to stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 /// How trace records and aggregations are printed.
@@ -187,6 +192,12 @@ mod tests {
         assert_eq!(args.irqchip, IrqChipMode::Kvm);
         assert_eq!(args.timeout, Some(Duration::from_secs(3)));
         assert_eq!(args.cmdline, "a=b");
+        assert!(!args.verbose);
+        let cli = Cli::try_parse_from(["hvtrace", "run", "-v"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.verbose);
     }
 
     #[test]
