@@ -182,7 +182,7 @@ impl HostTraps {
                 Ok((Arc::new(kvm), Arc::new(cpuid)))
             });
         let run = |probe: Probe| match &setup {
-            Ok((kvm, cpuid)) => run_bounded(probe, kvm, cpuid, PROBE_BOUND),
+            Ok((kvm, cpuid)) => run_bounded(probe.script(), kvm, cpuid, PROBE_BOUND),
             Err(why) => ProbeResult::instant(ProbeOutcome::Error(why.clone())),
         };
         let int3 = run(Probe::Int3);
@@ -378,6 +378,14 @@ enum Expect {
     Hlt,
 }
 
+/// A probe's guest code (at [`CODE`]) and its steps.
+struct Script {
+    /// For the thread's name.
+    name: &'static str,
+    code: Vec<u8>,
+    steps: Vec<Step>,
+}
+
 /// One step of a probe: what to set before the run, and the exit that must follow.
 struct Step {
     /// RIP to set before running (`None`: leave it).
@@ -390,8 +398,8 @@ struct Step {
 
 impl Probe {
     /// The code at [`CODE`] and the steps.
-    fn script(self) -> (Vec<u8>, Vec<Step>) {
-        match self {
+    fn script(self) -> Script {
+        let (name, code, steps) = match self {
             Probe::Int3 => {
                 let sw = DebugConfig {
                     sw_breakpoints: true,
@@ -400,6 +408,7 @@ impl Probe {
                 .to_kvm(false);
                 let at = CODE + 1;
                 (
+                    "probe-int3",
                     vec![NOP, INT3, HLT],
                     vec![
                         Step {
@@ -428,6 +437,7 @@ impl Probe {
                 }
                 .to_kvm(false);
                 (
+                    "probe-hw-bp",
                     vec![NOP, NOP, HLT],
                     vec![
                         Step {
@@ -458,6 +468,7 @@ impl Probe {
                     },
                 };
                 (
+                    "probe-step",
                     vec![NOP, NOP, HLT],
                     vec![
                         debug(CODE + 1),
@@ -470,7 +481,8 @@ impl Probe {
                     ],
                 )
             }
-        }
+        };
+        Script { name, code, steps }
     }
 }
 
@@ -510,10 +522,10 @@ impl KickSlot {
     }
 }
 
-/// Runs `probe` on its own thread, bounded by `bound` (then the vCPU is kicked, and a thread
+/// Runs `script` on its own thread, bounded by `bound` (then the vCPU is kicked, and a thread
 /// that still does not answer is left behind).
 fn run_bounded(
-    probe: Probe,
+    script: Script,
     kvm: &Arc<Kvm>,
     cpuid: &Arc<kvm_bindings::CpuId>,
     bound: Duration,
@@ -531,9 +543,9 @@ fn run_bounded(
     let spawned = {
         let (kvm, cpuid, slot) = (Arc::clone(kvm), Arc::clone(cpuid), Arc::clone(&slot));
         std::thread::Builder::new()
-            .name(format!("probe-{probe:?}").to_lowercase())
+            .name(script.name.to_string())
             .spawn(move || {
-                let outcome = run_probe(probe, &kvm, &cpuid, &slot);
+                let outcome = run_script(&script, &kvm, &cpuid, &slot);
                 let _ = tx.send(outcome);
             })
     };
@@ -614,23 +626,23 @@ fn probe_vm(kvm: &Kvm, cpuid: &kvm_bindings::CpuId, code: &[u8]) -> Result<Probe
 }
 
 /// The probe thread's body: build the VM, run its steps, compare each exit.
-fn run_probe(
-    probe: Probe,
+fn run_script(
+    script: &Script,
     kvm: &Kvm,
     cpuid: &kvm_bindings::CpuId,
     slot: &KickSlot,
 ) -> ProbeOutcome {
-    let (code, steps) = probe.script();
-    let mut vm = match probe_vm(kvm, cpuid, &code) {
+    let mut vm = match probe_vm(kvm, cpuid, &script.code) {
         Ok(vm) => vm,
         Err(why) => return ProbeOutcome::Error(why),
     };
     slot.publish(vm.vcpu.get_kvm_run() as *mut kvm_run);
-    let outcome = run_steps(&mut vm.vcpu, &steps);
+    let outcome = run_steps(&mut vm.vcpu, &script.steps);
     slot.withdraw();
     outcome
 }
 
+/// Runs each step and compares its exit with the expected one.
 fn run_steps(vcpu: &mut VcpuFd, steps: &[Step]) -> ProbeOutcome {
     for step in steps {
         if let Some(rip) = step.rip {
@@ -772,6 +784,48 @@ mod tests {
         ] {
             assert!(message.contains(part), "{part:?} missing in {message}");
         }
+    }
+
+    /// KVM for a test, or a loud SKIPPED line (also appended to `$HVTRACE_SKIP_LOG`, which
+    /// `.ci/run` checks).
+    fn kvm_or_skip(test: &str) -> Option<Kvm> {
+        let e = match Kvm::new() {
+            Ok(kvm) => return Some(kvm),
+            Err(e) => e,
+        };
+        let line = format!("SKIPPED: {test}: needs /dev/kvm ({e})");
+        eprintln!("{line}");
+        if let Some(path) = std::env::var_os("HVTRACE_SKIP_LOG") {
+            use std::io::Write;
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            let _ = log.map(|mut f| writeln!(f, "{line}"));
+        }
+        None
+    }
+
+    #[test]
+    fn a_probe_whose_guest_never_exits_is_kicked_out_and_times_out() {
+        let Some(kvm) = kvm_or_skip("a_probe_whose_guest_never_exits_is_kicked_out") else {
+            return;
+        };
+        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).unwrap();
+        let hang = Script {
+            name: "probe-hang",
+            // 1: jmp 1b
+            code: vec![0xeb, 0xfe],
+            steps: vec![Step {
+                rip: None,
+                debug: DebugConfig::default().to_kvm(false),
+                expect: Expect::Hlt,
+            }],
+        };
+        let bound = Duration::from_millis(100);
+        let r = run_bounded(hang, &Arc::new(kvm), &Arc::new(cpuid), bound);
+        assert_eq!(r.outcome, ProbeOutcome::TimedOut(bound));
+        assert!(r.took < bound * 3, "{:?}", r.took);
     }
 
     #[test]
