@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::debug::{DebugEvent, GuestDebug};
+
 /// A short, copyable description of an exit, kept as the vCPU's "last exit".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ExitKind {
@@ -30,6 +32,13 @@ pub enum ExitKind {
     SetTpr,
     /// `KVM_EXIT_DEBUG` after a single step.
     Debug,
+    /// `KVM_EXIT_DEBUG` for a breakpoint (`int3` under `KVM_GUESTDBG_USE_SW_BP`, or DR0-DR3).
+    Breakpoint {
+        /// The exception: 3 (`int3`) or 1 (hardware breakpoint).
+        exception: u32,
+        /// The address KVM reported.
+        pc: u64,
+    },
     /// `KVM_EXIT_IOAPIC_EOI`: an EOI for a user-space IOAPIC's level-triggered vector.
     IoapicEoi(u8),
     /// `rdmsr` / `wrmsr` exiting to user space.
@@ -69,6 +78,9 @@ impl fmt::Display for ExitKind {
             ExitKind::IrqWindow => f.write_str("interrupt window"),
             ExitKind::SetTpr => f.write_str("cr8 lowered"),
             ExitKind::Debug => f.write_str("debug (single step)"),
+            ExitKind::Breakpoint { exception, pc } => {
+                write!(f, "debug (breakpoint, exception {exception}) at {pc:#x}")
+            }
             ExitKind::IoapicEoi(v) => write!(f, "ioapic eoi vector {v:#x}"),
             ExitKind::Msr { index, write } => {
                 write!(f, "{} {index:#x}", if *write { "wrmsr" } else { "rdmsr" })
@@ -146,6 +158,40 @@ impl fmt::Display for Fatal {
     }
 }
 
+/// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`: the emulation-failure exit carries the
+/// instruction bytes.
+const EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+
+impl Fatal {
+    /// Decodes `kvm_run.internal` / `kvm_run.emulation_failure` after a
+    /// `KVM_EXIT_INTERNAL_ERROR` (with the instruction bytes KVM reports for an emulation
+    /// failure); `None` when `run` holds another exit.
+    pub fn from_internal_error(run: &kvm_bindings::kvm_run) -> Option<Fatal> {
+        if run.exit_reason != kvm_bindings::KVM_EXIT_INTERNAL_ERROR {
+            return None;
+        }
+        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the `internal` union member is the
+        // one KVM filled in (and every bit pattern is a valid value of its plain integers).
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let mut insn = Vec::new();
+        if internal.suberror == kvm_bindings::KVM_INTERNAL_ERROR_EMULATION && internal.ndata >= 2 {
+            // emulation_failure layout: data[0] = flags, then insn_size (u8) + 15 bytes.
+            let flags = internal.data[0];
+            if flags & EMULATION_FLAG_INSTRUCTION_BYTES != 0 {
+                let mut raw = [0u8; 16];
+                raw[..8].copy_from_slice(&internal.data[1].to_le_bytes());
+                raw[8..].copy_from_slice(&internal.data[2].to_le_bytes());
+                let size = usize::from(raw[0]).min(15);
+                insn.extend_from_slice(&raw[1..1 + size]);
+            }
+        }
+        Some(Fatal::InternalError {
+            suberror: internal.suberror,
+            insn,
+        })
+    }
+}
+
 /// Everything known about a vCPU at the moment it stopped for good.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FatalReport {
@@ -204,19 +250,22 @@ pub enum GuestWait {
     Sipi,
 }
 
-/// How the vCPU layer should treat a `hlt`.
+/// How the vCPU layer should treat a trap exit: a `hlt` ([`ExitHandler::hlt`]) or a breakpoint
+/// ([`ExitHandler::debug`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HltAction {
-    /// The `hlt` was a probe trap: the handler changed the registers (RIP past the displaced
+    /// The exit was a probe trap: the handler changed the registers (RIP past the displaced
     /// instruction); write them back and run on.
     Resume,
-    /// Park the thread in user space until [`ExitHandler::wakeup_pending`] says so.
+    /// Park the thread in user space until [`ExitHandler::wakeup_pending`] says so (user-space
+    /// APIC only; after a breakpoint: the handler emulated a displaced `hlt`).
     Park,
-    /// `hlt` should not exit to user space in this configuration: end the vCPU.
+    /// The exit should not reach user space in this configuration: end the vCPU.
     Unexpected,
-    /// The `hlt` was a probe trap whose displaced instruction must run on the CPU: the handler
-    /// restored the original bytes and set RIP to them; single-step one instruction (no
-    /// interrupt injected), then call [`ExitHandler::step_done`].
+    /// The exit was a probe trap whose displaced instruction must run on the CPU: the handler
+    /// restored the original bytes (or, for a hardware breakpoint, took the site out of its
+    /// [`crate::GuestDebug`] configuration) and set RIP to the instruction; single-step one
+    /// instruction (no interrupt injected), then call [`ExitHandler::step_done`].
     SingleStep,
 }
 
@@ -271,6 +320,27 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn mmio_write(&self, cpu: usize, addr: u64, data: &[u8]) -> Result<(), String>;
     /// The vCPU stopped for good; called once, before the thread leaves its loop.
     fn fatal(&self, report: FatalReport);
+    /// A `KVM_EXIT_DEBUG` that is a breakpoint (an `int3` under `KVM_GUESTDBG_USE_SW_BP`, or a
+    /// hardware breakpoint from DR0-DR3), not the end of a single step the vCPU layer asked
+    /// for. `regs` are the vCPU's registers (RIP at the `int3` or the breakpoint address),
+    /// which the handler may change for [`HltAction::Resume`] or [`HltAction::SingleStep`].
+    /// The default ends the vCPU: breakpoints are only configured by a handler that handles
+    /// them ([`ExitHandler::guest_debug`]).
+    fn debug(
+        &self,
+        _cpu: usize,
+        _regs: &mut kvm_bindings::kvm_regs,
+        _event: DebugEvent,
+    ) -> Result<HltAction, String> {
+        Ok(HltAction::Unexpected)
+    }
+    /// The breakpoint configuration for `cpu`, if this handler uses guest debugging. Polled
+    /// before every `KVM_RUN` (one atomic load of [`GuestDebug::generation`]) and applied with
+    /// `KVM_SET_GUEST_DEBUG` when its generation changed; single-step is OR-ed in by the vCPU
+    /// layer. Must return the same object for a given `cpu` every time.
+    fn guest_debug(&self, _cpu: usize) -> Option<&GuestDebug> {
+        None
+    }
     /// The single step asked for by [`HltAction::SingleStep`] completed.
     fn step_done(&self, _cpu: usize) -> Result<(), String> {
         Ok(())

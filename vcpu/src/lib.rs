@@ -7,6 +7,7 @@
 //! the vCPU (emulation failure, shutdown, failed entry, anything unexpected) are described in a
 //! [`FatalReport`] and handed to the same handler.
 
+pub mod debug;
 pub mod error;
 pub mod exit;
 pub mod handle;
@@ -19,6 +20,7 @@ pub mod state;
 mod sync;
 pub mod world;
 
+pub use debug::{DebugConfig, DebugEvent, GuestDebug};
 pub use error::VcpuError;
 pub use exit::{
     Entry, ExitHandler, ExitKind, Fatal, FatalReport, GeneralProtection, GuestWait, HltAction,

@@ -3,11 +3,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use kvm_bindings::{kvm_interrupt, kvm_run, KVM_INTERNAL_ERROR_EMULATION};
+use kvm_bindings::{kvm_interrupt, kvm_run};
 use kvm_ioctls::{SyncReg, VcpuExit, VcpuFd};
 use vmm_sys_util::ioctl::ioctl_with_ref;
 use vmm_sys_util::ioctl_iow_nr;
 
+use crate::debug::{DebugConfig, DebugEvent, BP_VECTOR};
 use crate::exit::{
     Entry, ExitHandler, ExitKind, Fatal, FatalReport, GuestWait, HltAction, Startup,
 };
@@ -20,9 +21,8 @@ const KVMIO: u32 = 0xae;
 // wrapper for it.
 ioctl_iow_nr!(KVM_INTERRUPT, KVMIO, 0x86, kvm_interrupt);
 
-/// `KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES`: the emulation-failure exit carries the
-/// instruction bytes.
-const EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+/// RFLAGS.IF.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Makes a vCPU's exit-handling epoch odd for its lifetime.
 struct HandlingEpoch<'a>(&'a AtomicU64);
@@ -58,6 +58,13 @@ pub(crate) struct Runner {
     entered_cr8: u64,
     /// A single step of a displaced instruction is in progress.
     stepping: bool,
+    /// The handler publishes a breakpoint configuration ([`ExitHandler::guest_debug`], asked
+    /// once): only then is its generation polled before each entry.
+    polls_guest_debug: bool,
+    /// Generation of the handler's [`crate::GuestDebug`] last applied (0: KVM's default, none).
+    debug_generation: u64,
+    /// The breakpoint configuration last applied (single-step is OR-ed in while `stepping`).
+    debug_config: DebugConfig,
 }
 
 impl Runner {
@@ -70,6 +77,7 @@ impl Runner {
         let user_space_apic = handler.user_space_apic();
         // Application processors wait for INIT/SIPI; with KVM's APIC, KVM holds them.
         let wait = (user_space_apic && shared.cpu != 0).then_some(GuestWait::Sipi);
+        let polls_guest_debug = handler.guest_debug(shared.cpu).is_some();
         Runner {
             fd,
             shared,
@@ -82,6 +90,9 @@ impl Runner {
             wait,
             entered_cr8: 0,
             stepping: false,
+            polls_guest_debug,
+            debug_generation: 0,
+            debug_config: DebugConfig::default(),
         }
     }
 
@@ -179,7 +190,7 @@ impl Runner {
                     }
                 }
             }
-            if let Err(fatal) = self.run_once() {
+            if let Err(fatal) = self.sync_guest_debug(false).and_then(|()| self.run_once()) {
                 let report = self.report(fatal);
                 self.handler.fatal(report);
                 return;
@@ -282,21 +293,16 @@ impl Runner {
 
     /// A `hlt` exit: a probe trap (registers changed and written back), a guest halt (park), or
     /// unexpected in this configuration.
+    ///
+    /// Called inside `run_once`'s exit-handling epoch (no epoch of its own: a nested one would
+    /// make the epoch even while the handler runs, and `World::sync` would not wait for it).
     fn on_hlt(&mut self) -> Result<(), Fatal> {
         let cpu = self.shared.cpu;
-        let mut regs = if self.use_sync_regs {
-            self.fd.sync_regs().regs
-        } else {
-            self.fd.get_regs().map_err(|e| Fatal::Unexpected {
-                exit: format!("KVM_GET_REGS after hlt failed: {e}"),
-            })?
-        };
-        let action = {
-            let _epoch = HandlingEpoch::enter(&self.shared.handling);
-            self.handler
-                .hlt(cpu, &mut regs)
-                .map_err(|what| Fatal::Unhandled { what })?
-        };
+        let mut regs = self.exit_regs("hlt")?;
+        let action = self
+            .handler
+            .hlt(cpu, &mut regs)
+            .map_err(|what| Fatal::Unhandled { what })?;
         match action {
             HltAction::Resume => self.write_regs(&regs),
             HltAction::Park => {
@@ -307,13 +313,65 @@ impl Runner {
             HltAction::Unexpected => Err(Fatal::Unexpected {
                 exit: "KVM_EXIT_HLT (hlt with no irqchip to wait on)".into(),
             }),
-            HltAction::SingleStep => {
+            HltAction::SingleStep => self.start_step(&regs),
+        }
+    }
+
+    /// A breakpoint exit (not the end of our own single step): handled like a `hlt` trap, by
+    /// the handler's [`ExitHandler::debug`]. Called inside `run_once`'s epoch.
+    fn on_debug(&mut self, event: DebugEvent) -> Result<(), Fatal> {
+        let cpu = self.shared.cpu;
+        let mut regs = self.exit_regs("KVM_EXIT_DEBUG")?;
+        let action = self
+            .handler
+            .debug(cpu, &mut regs, event)
+            .map_err(|what| Fatal::Unhandled { what })?;
+        match action {
+            HltAction::Resume => self.write_regs(&regs),
+            HltAction::Park if self.user_space_apic => {
+                // The handler emulated a displaced `hlt`: RIP is past it.
                 self.write_regs(&regs)?;
-                self.set_single_step(true)?;
-                self.stepping = true;
+                let interrupts_enabled = regs.rflags & RFLAGS_IF != 0;
+                self.wait = Some(GuestWait::Hlt { interrupts_enabled });
                 Ok(())
             }
+            HltAction::Park => Err(Fatal::Unexpected {
+                exit: format!(
+                    "KVM_EXIT_DEBUG: {event}: the handler asked to park, but the APIC is not in user space"
+                ),
+            }),
+            HltAction::Unexpected => Err(Fatal::Unexpected {
+                exit: format!("KVM_EXIT_DEBUG: {event} (no breakpoint of this VMM there)"),
+            }),
+            HltAction::SingleStep => self.start_step(&regs),
         }
+    }
+
+    /// Whether a `KVM_EXIT_DEBUG` ends the single step in progress: a `#DB` for a step (DR6.BS,
+    /// or no breakpoint bit), or any `#DB` when no hardware breakpoint is configured.
+    fn ends_step(&self, event: &DebugEvent) -> bool {
+        self.stepping
+            && event.exception != BP_VECTOR
+            && (event.is_single_step()
+                || self.debug_config.hw_breakpoints.iter().all(Option::is_none))
+    }
+
+    /// The registers at a trap exit.
+    fn exit_regs(&self, exit: &str) -> Result<kvm_bindings::kvm_regs, Fatal> {
+        if self.use_sync_regs {
+            Ok(self.fd.sync_regs().regs)
+        } else {
+            self.fd.get_regs().map_err(|e| Fatal::Unexpected {
+                exit: format!("KVM_GET_REGS after {exit} failed: {e}"),
+            })
+        }
+    }
+
+    /// Writes `regs` back and single-steps one instruction (see [`HltAction::SingleStep`]).
+    fn start_step(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
+        self.write_regs(regs)?;
+        self.stepping = true;
+        self.sync_guest_debug(true)
     }
 
     fn write_regs(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
@@ -328,27 +386,42 @@ impl Runner {
         }
     }
 
-    fn set_single_step(&mut self, on: bool) -> Result<(), Fatal> {
-        let debug = kvm_bindings::kvm_guest_debug {
-            control: if on {
-                kvm_bindings::KVM_GUESTDBG_ENABLE | kvm_bindings::KVM_GUESTDBG_SINGLESTEP
-            } else {
-                0
-            },
-            ..Default::default()
-        };
+    /// Applies the handler's breakpoint configuration (`KVM_SET_GUEST_DEBUG`) when its
+    /// generation changed, or always when `force`; single-step is OR-ed in while `stepping`.
+    /// Without a published configuration this costs nothing; with one, an atomic load.
+    fn sync_guest_debug(&mut self, force: bool) -> Result<(), Fatal> {
+        let mut changed = false;
+        if self.polls_guest_debug {
+            if let Some(published) = self.handler.guest_debug(self.shared.cpu) {
+                let generation = published.generation();
+                if generation != self.debug_generation {
+                    // Generation first, then the configuration: a publication in between is
+                    // read now and applied again next time, never missed.
+                    self.debug_config = published.get();
+                    self.debug_generation = generation;
+                    changed = true;
+                }
+            }
+        }
+        if !(changed || force) {
+            return Ok(());
+        }
+        let debug = self.debug_config.to_kvm(self.stepping);
         self.fd
             .set_guest_debug(&debug)
             .map_err(|e| Fatal::Unexpected {
-                exit: format!("KVM_SET_GUEST_DEBUG (single step {on}) failed: {e}"),
+                exit: format!(
+                    "KVM_SET_GUEST_DEBUG ({:?}, single step {}) failed: {e}",
+                    self.debug_config, self.stepping
+                ),
             })
     }
 
-    /// The displaced instruction ran: stop single-stepping and let the handler re-arm.
+    /// The displaced instruction ran: stop single-stepping (back to the configured
+    /// breakpoints) and let the handler re-arm. Called inside `run_once`'s epoch.
     fn finish_step(&mut self) -> Result<(), Fatal> {
         self.stepping = false;
-        self.set_single_step(false)?;
-        let _epoch = HandlingEpoch::enter(&self.shared.handling);
+        self.sync_guest_debug(true)?;
         self.handler
             .step_done(self.shared.cpu)
             .map_err(|what| Fatal::Unhandled { what })
@@ -475,9 +548,22 @@ impl Runner {
             VcpuExit::IoapicEoi(vector) => {
                 (ExitKind::IoapicEoi(vector), handler.ioapic_eoi(cpu, vector))
             }
-            VcpuExit::Debug(_) if self.stepping => {
-                self.last_exit = ExitKind::Debug;
-                return self.finish_step();
+            VcpuExit::Debug(arch) => {
+                let event = DebugEvent {
+                    exception: arch.exception,
+                    pc: arch.pc,
+                    dr6: arch.dr6,
+                    dr7: arch.dr7,
+                };
+                if self.ends_step(&event) {
+                    self.last_exit = ExitKind::Debug;
+                    return self.finish_step();
+                }
+                self.last_exit = ExitKind::Breakpoint {
+                    exception: event.exception,
+                    pc: event.pc,
+                };
+                return self.on_debug(event);
             }
             VcpuExit::Hlt => {
                 self.last_exit = ExitKind::Hlt;
@@ -496,26 +582,10 @@ impl Runner {
 
     /// Decodes `kvm_run.internal` / `kvm_run.emulation_failure`.
     fn internal_error(&mut self) -> Fatal {
-        let run = self.fd.get_kvm_run();
-        // SAFETY: exit_reason is KVM_EXIT_INTERNAL_ERROR, so the `internal` union member is the
-        // one KVM filled in.
-        let internal = unsafe { run.__bindgen_anon_1.internal };
-        let mut insn = Vec::new();
-        if internal.suberror == KVM_INTERNAL_ERROR_EMULATION && internal.ndata >= 2 {
-            // emulation_failure layout: data[0] = flags, then insn_size (u8) + 15 bytes.
-            let flags = internal.data[0];
-            if flags & EMULATION_FLAG_INSTRUCTION_BYTES != 0 {
-                let mut raw = [0u8; 16];
-                raw[..8].copy_from_slice(&internal.data[1].to_le_bytes());
-                raw[8..].copy_from_slice(&internal.data[2].to_le_bytes());
-                let size = usize::from(raw[0]).min(15);
-                insn.extend_from_slice(&raw[1..1 + size]);
-            }
-        }
-        Fatal::InternalError {
-            suberror: internal.suberror,
-            insn,
-        }
+        Fatal::from_internal_error(self.fd.get_kvm_run()).unwrap_or(Fatal::InternalError {
+            suberror: 0,
+            insn: Vec::new(),
+        })
     }
 
     fn report(&mut self, fatal: Fatal) -> FatalReport {

@@ -6,14 +6,10 @@ use std::time::Duration;
 
 mod common;
 
-use common::kvm_or_skip;
-use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use common::{kvm_or_skip, vm_with, CODE};
 use vcpu::{ExitHandler, ExitKind, Fatal, FatalReport, RunState, VcpuHandle};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
 const BOUND: Duration = Duration::from_secs(2);
-const CODE: u64 = 0x1000;
 
 #[derive(Default)]
 struct Counter {
@@ -39,35 +35,6 @@ impl ExitHandler for Counter {
     fn fatal(&self, report: FatalReport) {
         *self.fatal.lock().unwrap() = Some(report);
     }
-}
-
-/// A one-vCPU VM running `code` in real mode at 0x1000.
-fn vm_with(kvm: &Kvm, code: &[u8]) -> (VmFd, GuestMemoryMmap, VcpuFd) {
-    let vm = kvm.create_vm().unwrap();
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap();
-    mem.write_slice(code, GuestAddress(CODE)).unwrap();
-    let host = mem.get_host_address(GuestAddress(0)).unwrap();
-    let region = kvm_userspace_memory_region {
-        slot: 0,
-        guest_phys_addr: 0,
-        memory_size: 0x10000,
-        userspace_addr: host as u64,
-        flags: 0,
-    };
-    // SAFETY: `mem` is returned to the caller and outlives the VM in every test.
-    unsafe { vm.set_user_memory_region(region).unwrap() };
-    let vcpu = vm.create_vcpu(0).unwrap();
-    let mut sregs = vcpu.get_sregs().unwrap();
-    sregs.cs.base = 0;
-    sregs.cs.selector = 0;
-    vcpu.set_sregs(&sregs).unwrap();
-    let regs = kvm_bindings::kvm_regs {
-        rip: CODE,
-        rflags: 2,
-        ..Default::default()
-    };
-    vcpu.set_regs(&regs).unwrap();
-    (vm, mem, vcpu)
 }
 
 /// `1: out %al,$0x10; inc %al; jmp 1b`

@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// The D program and how to print its output.
     #[command(flatten)]
     pub d: ProgramArgs,
+    /// Verbose: probe how this host's KVM handles trap instructions (int3, hardware
+    /// breakpoints, single-step) and print the results and the trap strategy probes would use
+    /// to stderr.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Serve a control socket at this path (created mode 0600, removed at the end) so that
     /// `hvtrace trace --attach SOCKET` can attach D programs to the running VM.
     #[arg(long, value_name = "SOCKET")]
@@ -214,6 +219,12 @@ mod tests {
         assert_eq!(args.irqchip, IrqChipMode::Kvm);
         assert_eq!(args.timeout, Some(Duration::from_secs(3)));
         assert_eq!(args.cmdline, "a=b");
+        assert!(!args.verbose);
+        let cli = Cli::try_parse_from(["hvtrace", "run", "-v"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert!(args.verbose);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod devices;
 pub mod disasm;
 pub mod dispatch;
 pub mod error;
+pub mod host_traps;
 pub mod irqchip;
 pub mod layout;
 pub mod loader;

@@ -116,7 +116,26 @@ fn trace_spec(args: &ProgramArgs) -> Result<Option<vmm::trace::TraceSpec>> {
     }))
 }
 
+/// `-v`: the host's trap probes and the strategy probes of this run would use, on stderr.
+/// Only here does a run without probes pay for probing (milliseconds).
+fn print_trap_strategy(irqchip: vmm::IrqChipMode) {
+    let host = vmm::host_traps::host_traps();
+    for line in host.lines() {
+        eprintln!("hvtrace: {line}");
+    }
+    match vmm::host_traps::choose_strategy(host, irqchip) {
+        Ok(choice) => eprintln!(
+            "hvtrace: {choice} [probing took {:.3} ms]",
+            host.took.as_secs_f64() * 1e3
+        ),
+        Err(none) => eprintln!("hvtrace: {none}"),
+    }
+}
+
 fn run(args: RunArgs) -> Result<ExitCode> {
+    if args.verbose {
+        print_trap_strategy(args.irqchip);
+    }
     let config = VmConfig {
         image: image(args.guest.as_deref(), args.kernel.as_deref())?,
         cpus: args.cpus,
