@@ -71,9 +71,21 @@ impl std::fmt::Display for Probe {
 pub const APIC_EVENTS: [&str; 7] = ["accept", "inject", "eoi", "ipi", "timer", "init", "sipi"];
 /// The exit kinds of the `vmexit` provider: `io` (arg0 port, arg1 1 for `out`, arg2 value,
 /// arg3 size), `mmio` (arg0 address, arg1 1 for a write, arg2 value, arg3 size), `msr` (arg0
-/// index, arg1 1 for `wrmsr`, arg2 value), `hlt` (the guest's own `hlt`, not a probe trap) and
-/// `ioapic_eoi` (arg0 vector; split irqchip).
-pub const VMEXIT_KINDS: [&str; 5] = ["io", "mmio", "msr", "hlt", "ioapic_eoi"];
+/// index, arg1 1 for `wrmsr`, arg2 value), `hlt` (the guest's own `hlt`, not a probe trap),
+/// `ioapic_eoi` (arg0 vector; split irqchip), `set_tpr` (the guest lowered CR8), `irq_window`
+/// (interrupts can be injected again), `shutdown` (triple fault) and `internal_error` (KVM
+/// could not emulate an instruction); the last two end the run.
+pub const VMEXIT_KINDS: [&str; 9] = [
+    "io",
+    "mmio",
+    "msr",
+    "hlt",
+    "ioapic_eoi",
+    "set_tpr",
+    "irq_window",
+    "shutdown",
+    "internal_error",
+];
 
 /// Every probe of an ELF image with symbols, in `dtrace -l` order (providers, then address
 /// order for `fbt`).

@@ -287,6 +287,16 @@ pub trait ExitHandler: Send + Sync + 'static {
     /// The guest changed CR8 itself (`mov %reg,%cr8`); called on the next exit, before that
     /// exit is handled (user-space APIC only).
     fn guest_cr8(&self, _cpu: usize, _cr8: u64) {}
+    /// Whether `cpu` owes the handler a register sample (the tracer's `profile-N`): checked
+    /// on every kicked return from `KVM_RUN` (`EINTR`), so it must be cheap.
+    fn wants_sample(&self, _cpu: usize) -> bool {
+        false
+    }
+    /// `cpu` was kicked out of the guest at `regs` and owed a sample.
+    fn sample(&self, _cpu: usize, _regs: &kvm_bindings::kvm_regs) {}
+    /// An exit the vCPU layer handles by itself (`SetTpr`, `IrqWindow`, `Shutdown`,
+    /// `InternalError`), reported for tracing before it takes effect.
+    fn exit_seen(&self, _cpu: usize, _kind: ExitKind) {}
     /// A pending INIT or SIPI for `cpu`, taken (user-space APIC only).
     fn take_startup(&self, _cpu: usize) -> Option<Startup> {
         None

@@ -461,6 +461,16 @@ impl Runner {
                 // EAGAIN: an AP that was just started by SIPI; run again.
                 let cr8 = self.fd.get_kvm_run().cr8;
                 self.sync_guest_cr8(cr8);
+                if handler.wants_sample(cpu) {
+                    let regs = if self.use_sync_regs {
+                        Some(self.fd.sync_regs().regs)
+                    } else {
+                        self.fd.get_regs().ok()
+                    };
+                    if let Some(regs) = regs {
+                        handler.sample(cpu, &regs);
+                    }
+                }
                 return Ok(());
             }
             Err(e) => return Err(Fatal::RunFailed { errno: e.errno() }),
@@ -500,19 +510,23 @@ impl Runner {
             // The guest lowered CR8 (no in-kernel APIC): already mirrored into the TPR above.
             VcpuExit::SetTpr => {
                 self.last_exit = ExitKind::SetTpr;
+                handler.exit_seen(cpu, ExitKind::SetTpr);
                 return Ok(());
             }
             // The guest can take interrupts again: the next entry injects.
             VcpuExit::IrqWindowOpen => {
                 self.last_exit = ExitKind::IrqWindow;
+                handler.exit_seen(cpu, ExitKind::IrqWindow);
                 return Ok(());
             }
             VcpuExit::InternalError => {
                 self.last_exit = ExitKind::InternalError;
+                handler.exit_seen(cpu, ExitKind::InternalError);
                 return Err(self.internal_error());
             }
             VcpuExit::Shutdown => {
                 self.last_exit = ExitKind::Shutdown;
+                handler.exit_seen(cpu, ExitKind::Shutdown);
                 return Err(Fatal::Shutdown);
             }
             VcpuExit::FailEntry(reason, _) => {

@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use vm_memory::GuestMemoryMmap;
 
-use vcpu::{Entry, ExitHandler, FatalReport, GeneralProtection, GuestWait, HltAction, Startup};
+use tracer::traps::TrapKind;
+use vcpu::{
+    DebugEvent, Entry, ExitHandler, ExitKind, FatalReport, GeneralProtection, GuestDebug,
+    GuestWait, HltAction, Startup,
+};
 
 use crate::devices::testdev::{self, IrqLines};
 use crate::devices::{DebugExit, SerialPort, COM1_BASE, COM1_LEN, DEBUG_EXIT_PORT};
@@ -211,17 +215,9 @@ impl ExitHandler for Dispatcher {
 
     fn hlt(&self, cpu: usize, regs: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
         if let Some((probes, memory)) = &self.probes {
-            let mut r = regs_from_kvm(regs);
-            match probes.on_hlt(cpu, &mut r, memory)? {
-                Hit::NotOurs => {}
-                Hit::Emulated | Hit::Retry => {
-                    regs_to_kvm(&r, regs);
-                    return Ok(HltAction::Resume);
-                }
-                Hit::SingleStep => {
-                    regs_to_kvm(&r, regs);
-                    return Ok(HltAction::SingleStep);
-                }
+            let rip = regs.rip;
+            if let Some(action) = trap_action(probes, memory, cpu, TrapKind::Hlt, rip, regs)? {
+                return Ok(action);
             }
         }
         self.vmexit(cpu, "hlt", [0; 4]);
@@ -230,6 +226,55 @@ impl ExitHandler for Dispatcher {
         } else {
             HltAction::Unexpected
         })
+    }
+
+    fn debug(
+        &self,
+        cpu: usize,
+        regs: &mut kvm_bindings::kvm_regs,
+        event: DebugEvent,
+    ) -> Result<HltAction, String> {
+        let Some((probes, memory)) = &self.probes else {
+            return Ok(HltAction::Unexpected);
+        };
+        let kind = match (event.exception, event.hw_breakpoint()) {
+            (vcpu::debug::BP_VECTOR, _) => TrapKind::Int3,
+            (vcpu::debug::DB_VECTOR, Some(dr)) => TrapKind::HwBreakpoint(dr),
+            _ => return Ok(HltAction::Unexpected),
+        };
+        match trap_action(probes, memory, cpu, kind, event.pc, regs)? {
+            Some(action) => Ok(action),
+            // A breakpoint removed between its exit and now: re-entering runs the instruction.
+            None if matches!(kind, TrapKind::HwBreakpoint(_)) => Ok(HltAction::Resume),
+            None => Err(format!(
+                "vcpu {cpu}: int3 at {:#x} that is not a probe (the guest's own breakpoint; \
+                 reflecting it to the guest is not supported)",
+                event.pc
+            )),
+        }
+    }
+
+    fn wants_sample(&self, cpu: usize) -> bool {
+        self.sessions.wants_sample(cpu)
+    }
+
+    fn sample(&self, cpu: usize, regs: &kvm_bindings::kvm_regs) {
+        self.sessions.sample(cpu, &regs_from_kvm(regs));
+    }
+
+    fn exit_seen(&self, cpu: usize, kind: ExitKind) {
+        let name = match kind {
+            ExitKind::SetTpr => "set_tpr",
+            ExitKind::IrqWindow => "irq_window",
+            ExitKind::InternalError => "internal_error",
+            ExitKind::Shutdown => "shutdown",
+            _ => return,
+        };
+        self.vmexit(cpu, name, [0; 4]);
+    }
+
+    fn guest_debug(&self, cpu: usize) -> Option<&GuestDebug> {
+        self.probes.as_ref().and_then(|(p, _)| p.guest_debug(cpu))
     }
 
     fn wakeup_pending(&self, cpu: usize, wait: GuestWait) -> bool {
@@ -245,4 +290,24 @@ impl ExitHandler for Dispatcher {
     fn vm_ending(&self) -> bool {
         self.end.is_finished()
     }
+}
+
+/// A trap exit of `kind` at `exit_addr` given to the probes: the action for the vCPU, or
+/// `None` when it is not one of their traps.
+fn trap_action(
+    probes: &ProbeSet,
+    memory: &GuestMemoryMmap,
+    cpu: usize,
+    kind: TrapKind,
+    exit_addr: u64,
+    regs: &mut kvm_bindings::kvm_regs,
+) -> Result<Option<HltAction>, String> {
+    let mut r = regs_from_kvm(regs);
+    let action = match probes.on_trap(cpu, kind, exit_addr, &mut r, memory)? {
+        Hit::NotOurs => return Ok(None),
+        Hit::Emulated | Hit::Retry => HltAction::Resume,
+        Hit::SingleStep => HltAction::SingleStep,
+    };
+    regs_to_kvm(&r, regs);
+    Ok(Some(action))
 }

@@ -104,9 +104,9 @@ pub enum VmmError {
     /// Probes could not be armed.
     #[error(transparent)]
     Probes(#[from] crate::probes::ProbeError),
-    /// Probes need an irqchip under which their traps exit to user space.
-    #[error("probes need --irqchip emulated on this host: a `hlt` trap exits to user space only without an in-kernel irqchip, and int3 breakpoints are not delivered (got --irqchip {0})")]
-    ProbesNeedEmulatedIrqchip(crate::irqchip::IrqChipMode),
+    /// No trap strategy works on this host with this irqchip.
+    #[error(transparent)]
+    NoTrapStrategy(crate::host_traps::NoTrapStrategy),
     /// A vCPU operation failed.
     #[error(transparent)]
     Vcpu(#[from] vcpu::VcpuError),

@@ -301,6 +301,16 @@ impl TrapChoice {
     }
 }
 
+impl TrapChoice {
+    /// `{"trap_strategy": ..., "host_probes": ...}`: the first line of JSON trace output.
+    pub fn announcement(&self) -> serde_json::Value {
+        serde_json::json!({
+            "trap_strategy": self.to_json(),
+            "host_probes": host_traps().to_json(),
+        })
+    }
+}
+
 impl fmt::Display for TrapChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "trap strategy: {} ({})", self.strategy, self.reason)

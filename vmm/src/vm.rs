@@ -20,6 +20,7 @@ use crate::devices::{DebugExit, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, SerialOut};
 use crate::error::{kvm, VmmError};
+use crate::host_traps::{trap_strategy, TrapStrategy};
 use crate::irqchip::clock::GuestClock;
 use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::split::SplitIoapic;
@@ -172,10 +173,18 @@ impl Vm {
             let raw = ProbeSet::resolve(&all, &config.probes)?;
             let needs_traps =
                 !raw.is_empty() || planned.as_ref().is_some_and(|p| !p.fbt.is_empty());
-            if needs_traps && config.irqchip != IrqChipMode::Emulated {
-                return Err(VmmError::ProbesNeedEmulatedIrqchip(config.irqchip));
-            }
-            let probes = Arc::new(ProbeSet::new(config.cpus));
+            // Probing the host costs milliseconds: only where probes may be armed.
+            let choice =
+                (needs_traps || config.control.is_some()).then(|| trap_strategy(config.irqchip));
+            let strategy = match &choice {
+                Some(Ok(choice)) => choice.strategy,
+                Some(Err(none)) if needs_traps => {
+                    return Err(VmmError::NoTrapStrategy(none.clone()))
+                }
+                _ => TrapStrategy::Hlt,
+            };
+            let probes = Arc::new(ProbeSet::new(config.cpus, strategy));
+            probes.set_sync_observer(sessions.clone());
             if !raw.is_empty() {
                 probes.arm(
                     probes.new_session(),
@@ -200,6 +209,9 @@ impl Vm {
                         boot,
                         Box::new(sink),
                     );
+                    if let Some(Ok(choice)) = &choice {
+                        tracing.announce(&choice.announcement());
+                    }
                     let id = probes.new_session();
                     if !fbt.is_empty() {
                         let hook: Arc<dyn HitHook> = tracing.clone();
@@ -221,7 +233,7 @@ impl Vm {
                     sessions: Arc::clone(&sessions),
                     cpus: config.cpus,
                     boot,
-                    irqchip: config.irqchip,
+                    trap_choice: choice.unwrap_or_else(|| trap_strategy(config.irqchip)),
                 };
                 control = Some((socket, Arc::new(ctx)));
             }
@@ -276,6 +288,7 @@ impl Vm {
             kickers: vcpus.iter().map(VcpuHandle::kicker).collect(),
         });
         if let Some(apic) = &apic {
+            apic.set_event_sink(sessions.clone());
             apic.start(vcpus.iter().map(VcpuHandle::kicker).collect())
                 .map_err(VmmError::Thread)?;
         }

@@ -398,6 +398,9 @@ pub enum ExprKind {
     Strjoin(Box<Expr>, Box<Expr>),
     /// `lltostr(x)`: an integer in decimal.
     Lltostr(Box<Expr>),
+    /// `func(addr)` / `sym(addr)`: the name of the guest function containing a code address
+    /// (the address in hex when no symbol covers it), as in DTrace.
+    Func(Box<Expr>),
 }
 
 /// Something a statement does.

@@ -165,6 +165,16 @@ impl Env<'_> {
                 let v = self.eval(x)?;
                 Value::Str(v.to_string())
             }
+            ExprKind::Func(addr) => {
+                let a = self.eval(addr)?.bits();
+                Value::Str(match self.ctx.symbolize(a) {
+                    Some(sym) => match sym.split_once('+') {
+                        Some((name, _)) => name.to_string(),
+                        None => sym,
+                    },
+                    None => format!("{a:#x}"),
+                })
+            }
         })
     }
 

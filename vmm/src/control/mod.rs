@@ -24,7 +24,7 @@ use tracer::probes::Probe;
 use tracer::symbols::ElfSymbols;
 use vm_memory::GuestMemoryMmap;
 
-use crate::irqchip::IrqChipMode;
+use crate::host_traps::{NoTrapStrategy, TrapChoice};
 use crate::probes::ProbeSet;
 use crate::trace::Sessions;
 
@@ -72,8 +72,8 @@ pub struct ControlContext {
     pub cpus: usize,
     /// When the VM started (`timestamp` counts from it).
     pub boot: Instant,
-    /// The irqchip in use (fbt probes need `emulated`).
-    pub irqchip: IrqChipMode,
+    /// How fbt probes trap on this host with this irqchip (or why they cannot).
+    pub trap_choice: Result<TrapChoice, NoTrapStrategy>,
 }
 
 /// A bound control socket, not yet serving.

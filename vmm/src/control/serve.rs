@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use super::lines::{LineReader, Polled};
 use super::protocol::{self, EndReason, MAX_REQUEST};
 use super::{ControlContext, POLL};
-use crate::irqchip::IrqChipMode;
 use crate::probes::HitHook;
 use crate::trace::{plan, TraceSink, Tracing};
 
@@ -95,8 +94,8 @@ struct Session {
 fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result<Session, String> {
     let spec = protocol::parse_request(request)?;
     let plan = plan(&spec, &ctx.catalogue).map_err(|e| e.to_string())?;
-    if !plan.fbt.is_empty() && ctx.irqchip != IrqChipMode::Emulated {
-        return Err(crate::VmmError::ProbesNeedEmulatedIrqchip(ctx.irqchip).to_string());
+    if let (false, Err(none)) = (plan.fbt.is_empty(), &ctx.trap_choice) {
+        return Err(none.to_string());
     }
     let fbt = plan.fbt.clone();
     let tracing = Tracing::new(
@@ -109,6 +108,9 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
         ctx.boot,
         Box::new(Arc::clone(sink)),
     );
+    if let (false, Ok(choice)) = (fbt.is_empty(), &ctx.trap_choice) {
+        tracing.announce(&choice.announcement());
+    }
     let id = ctx.probes.new_session();
     if !fbt.is_empty() {
         let hook: Arc<dyn HitHook> = tracing.clone();

@@ -9,9 +9,10 @@
 //! which the vCPU itself asks the router whether it may wake: the two locks are never nested
 //! the other way).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use apic::{ApicConfig, Router};
+use apic::{ApicConfig, ApicEvent, Router};
 use vcpu::{Entry, GeneralProtection, GuestWait, Kicker, Startup};
 
 use super::clock::GuestClock;
@@ -24,6 +25,18 @@ pub struct EmulatedIrqchip {
     kickers: OnceLock<Vec<Kicker>>,
     clock: GuestClock,
     timer: OnceLock<TimerThread>,
+    /// Where the APIC's events go (the `apic` provider), when something listens.
+    events: OnceLock<Arc<dyn ApicEventSink>>,
+    /// Whether the router records events now (follows the sink's interest).
+    recording: AtomicBool,
+}
+
+/// Receives the emulated APIC's state changes ([`ApicEvent`]), outside the router lock.
+pub trait ApicEventSink: Send + Sync {
+    /// Whether events are wanted now (the router records them only then).
+    fn wants(&self) -> bool;
+    /// One event, in the order the router made them.
+    fn event(&self, event: &ApicEvent);
 }
 
 /// Why the emulated irqchip could not be created.
@@ -45,7 +58,28 @@ impl EmulatedIrqchip {
             kickers: OnceLock::new(),
             clock,
             timer: OnceLock::new(),
+            events: OnceLock::new(),
+            recording: AtomicBool::new(false),
         }))
+    }
+
+    /// Sends the APIC's events to `sink` whenever it wants them.
+    pub fn set_event_sink(&self, sink: Arc<dyn ApicEventSink>) {
+        let _ = self.events.set(sink);
+    }
+
+    /// Under the router lock: follows the sink's interest and takes the recorded events.
+    fn take_events(&self, router: &mut Router) -> Vec<ApicEvent> {
+        let wants = self.events.get().is_some_and(|s| s.wants());
+        if wants != self.recording.load(Ordering::Relaxed) {
+            router.set_events_enabled(wants);
+            self.recording.store(wants, Ordering::Relaxed);
+        }
+        if wants {
+            router.take_events()
+        } else {
+            Vec::new()
+        }
     }
 
     /// Connects the vCPUs (to kick) and starts the host timer thread.
@@ -71,13 +105,19 @@ impl EmulatedIrqchip {
     /// re-arms the host timer if the next deadline moved.
     pub fn with_router<R>(&self, f: impl FnOnce(&mut Router, u64) -> R) -> R {
         let now = self.clock.now_ns();
-        let (result, kicks, deadline_moved) = {
+        let (result, kicks, deadline_moved, events) = {
             let mut router = self.lock();
             let before = router.next_deadline_ns();
             let result = f(&mut router, now);
             let after = router.next_deadline_ns();
-            (result, router.take_kicks(), before != after)
+            let events = self.take_events(&mut router);
+            (result, router.take_kicks(), before != after, events)
         };
+        if let (false, Some(sink)) = (events.is_empty(), self.events.get()) {
+            for e in &events {
+                sink.event(e);
+            }
+        }
         if let Some(kickers) = self.kickers.get() {
             for cpu in kicks {
                 if let Some(k) = kickers.get(cpu) {

@@ -12,6 +12,7 @@
 
 mod memory;
 mod regs;
+mod sync_events;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -21,10 +22,14 @@ use std::time::Duration;
 use tracer::probes::Probe;
 use tracer::symbols::{ElfSymbols, SymbolSource};
 use tracer::traps::{decode_function, emulate, Emulation, GuestText, Regs, TrapKind, TrapTable};
+use vcpu::GuestDebug;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::host_traps::TrapStrategy;
 use memory::{DryRun, IdentityMemory};
 pub use regs::{regs_from_kvm, regs_to_kvm};
+use sync_events::ReportedStop;
+pub use sync_events::{StopReason, SyncObserver};
 
 /// Why probes could not be armed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,16 @@ pub enum ProbeError {
         probe: String,
         /// Why.
         why: String,
+    },
+    /// The trap strategy holds fewer sites than asked for.
+    #[error("{sites} probe sites wanted, but the {strategy} trap strategy holds at most {max} (use --irqchip emulated for `hlt` traps without a limit)")]
+    TooManySites {
+        /// Distinct sites wanted (with those already armed).
+        sites: usize,
+        /// Most the strategy holds.
+        max: usize,
+        /// The strategy.
+        strategy: &'static str,
     },
     /// The vCPUs did not stop for a run-time patch.
     #[error("cannot stop the vCPUs to patch guest text: {0}")]
@@ -132,10 +147,16 @@ struct Armed {
 pub struct ProbeSet {
     armed: Mutex<Armed>,
     cpus: usize,
+    /// How sites trap (chosen by probing the host).
+    strategy: TrapStrategy,
+    /// Per vCPU: the breakpoints KVM must enforce (`int3` and hardware strategies).
+    debug: Vec<GuestDebug>,
     /// Every vCPU, for stopping them around patches and single steps (set once they exist).
     world: OnceLock<vcpu::World>,
     /// Per vCPU: the trap being single-stepped and the stop that covers it.
-    stepping: Mutex<Vec<Option<(u64, vcpu::OwnedStopGuard)>>>,
+    stepping: Mutex<Vec<Option<(u64, TrapKind, ReportedStop<vcpu::OwnedStopGuard>)>>>,
+    /// Told of every stop-the-world (the `sync` provider).
+    observer: OnceLock<Arc<dyn SyncObserver>>,
     /// Which vCPU (index + 1) holds the single-step token; 0 when free. One step at a time:
     /// two vCPUs stopping each other for their own steps would wait for each other for ever.
     step_owner: AtomicUsize,
@@ -155,16 +176,30 @@ struct Placed {
 }
 
 impl ProbeSet {
-    /// An empty set for a VM with `cpus` vCPUs.
-    pub fn new(cpus: usize) -> ProbeSet {
+    /// An empty set for a VM with `cpus` vCPUs whose probes trap by `strategy`.
+    pub fn new(cpus: usize, strategy: TrapStrategy) -> ProbeSet {
+        let debug: Vec<GuestDebug> = (0..cpus).map(|_| GuestDebug::new()).collect();
+        if strategy == TrapStrategy::Int3 {
+            for d in &debug {
+                d.update(|c| c.sw_breakpoints = true);
+            }
+        }
         ProbeSet {
             armed: Mutex::new(Armed::default()),
             cpus,
+            strategy,
+            debug,
             world: OnceLock::new(),
             stepping: Mutex::new((0..cpus).map(|_| None).collect()),
             step_owner: AtomicUsize::new(0),
             next_session: AtomicU64::new(1),
+            observer: OnceLock::new(),
         }
+    }
+
+    /// Reports every stop-the-world the probes make to `observer`.
+    pub fn set_sync_observer(&self, observer: Arc<dyn SyncObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     /// A fresh session id.
@@ -250,14 +285,32 @@ impl ProbeSet {
         let placed = self.place(image, symbols, wanted)?;
         let _stopped = self.stop_world()?;
         let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(max) = self.strategy.max_sites() {
+            let mut sites: Vec<u64> = armed.by_site.keys().copied().collect();
+            sites.extend(placed.probes.iter().flat_map(|p| p.sites.iter().copied()));
+            sites.sort_unstable();
+            sites.dedup();
+            if sites.len() > max {
+                return Err(ProbeError::TooManySites {
+                    sites: sites.len(),
+                    max,
+                    strategy: self.strategy.name(),
+                });
+            }
+        }
         let mut text = IdentityMemory(memory);
         let mut done: Vec<u64> = Vec::new();
         for (index, p) in placed.probes.iter().enumerate() {
             for &site in &p.sites {
-                if let Err(e) = armed.traps.arm(site, TrapKind::Hlt, &mut text) {
+                let kind = match armed.traps.get(site) {
+                    Some(existing) => existing.kind,
+                    None => self.new_trap_kind(&armed.traps),
+                };
+                if let Err(e) = armed.traps.arm(site, kind, &mut text) {
                     for site in done {
                         let _ = armed.traps.disarm(site, &mut text);
                     }
+                    self.publish_breakpoints(&armed.traps);
                     armed
                         .by_site
                         .values_mut()
@@ -277,6 +330,7 @@ impl ProbeSet {
                 });
             }
         }
+        self.publish_breakpoints(&armed.traps);
         let list: Vec<Probe> = placed.probes.iter().map(|p| p.probe.clone()).collect();
         armed.sessions.push((session, placed.probes));
         Ok(list)
@@ -313,21 +367,70 @@ impl ProbeSet {
                 }
             }
         }
+        self.publish_breakpoints(&armed.traps);
         match failed {
             Some((site, why)) => Err(ProbeError::Arm { site, why }),
             None => Ok(restored),
         }
     }
 
-    /// Stops every vCPU while traps are patched, once they exist (before that nothing runs).
-    fn stop_world(&self) -> Result<Option<vcpu::StopGuard<'_>>, ProbeError> {
-        match self.world.get() {
-            None => Ok(None),
-            Some(world) => world
-                .stop(PATCH_STOP_BOUND)
-                .map(Some)
-                .map_err(|e| ProbeError::Stop(e.to_string())),
+    /// The trap kind for a new site under this set's strategy.
+    fn new_trap_kind(&self, traps: &TrapTable) -> TrapKind {
+        match self.strategy {
+            TrapStrategy::Hlt => TrapKind::Hlt,
+            TrapStrategy::Int3 => TrapKind::Int3,
+            // The site count was checked against the registers before arming.
+            TrapStrategy::HwBreakpoints => {
+                TrapKind::HwBreakpoint(traps.free_debug_register().unwrap_or(0))
+            }
         }
+    }
+
+    /// Publishes the hardware breakpoints of `traps` to every vCPU (applied before its next
+    /// entry; the vCPUs are stopped while this changes).
+    fn publish_breakpoints(&self, traps: &TrapTable) {
+        if self.strategy != TrapStrategy::HwBreakpoints {
+            return;
+        }
+        let mut regs = [None; 4];
+        for (dr, slot) in regs.iter_mut().enumerate() {
+            *slot = traps.debug_register_user(dr as u8);
+        }
+        for d in &self.debug {
+            d.update(|c| c.hw_breakpoints = regs);
+        }
+    }
+
+    /// The breakpoints `cpu` must have KVM enforce (`None` under the `hlt` strategy).
+    pub fn guest_debug(&self, cpu: usize) -> Option<&GuestDebug> {
+        match self.strategy {
+            TrapStrategy::Hlt => None,
+            TrapStrategy::Int3 | TrapStrategy::HwBreakpoints => self.debug.get(cpu),
+        }
+    }
+
+    /// How this set's probes trap.
+    pub fn strategy(&self) -> TrapStrategy {
+        self.strategy
+    }
+
+    /// Stops every vCPU while traps are patched, once they exist (before that nothing runs).
+    fn stop_world(&self) -> Result<Option<ReportedStop<vcpu::StopGuard<'_>>>, ProbeError> {
+        let Some(world) = self.world.get() else {
+            return Ok(None);
+        };
+        let asked = std::time::Instant::now();
+        let guard = world
+            .stop(PATCH_STOP_BOUND)
+            .map_err(|e| ProbeError::Stop(e.to_string()))?;
+        Ok(Some(ReportedStop::new(
+            guard,
+            self.observer.get().cloned(),
+            0,
+            StopReason::Patch,
+            world.len(),
+            asked,
+        )))
     }
 
     /// Connects the vCPUs (needed for single-stepped hits and run-time patching).
@@ -352,21 +455,39 @@ impl ProbeSet {
         armed.traps.get(addr).is_some()
     }
 
-    /// A `hlt` exit of `cpu` with `regs` (RIP after the `hlt`): if it is one of our traps,
-    /// counts the hit, runs the hooks, and either emulates the displaced instruction into
-    /// `regs` or prepares a single step of it (see [`Hit`]).
+    /// A `hlt` exit of `cpu` with `regs` (RIP after the `hlt`): see [`ProbeSet::on_trap`].
     pub fn on_hlt(
         &self,
         cpu: usize,
         regs: &mut Regs,
         memory: &GuestMemoryMmap,
     ) -> Result<Hit, String> {
+        let rip = regs.rip;
+        self.on_trap(cpu, TrapKind::Hlt, rip, regs, memory)
+    }
+
+    /// A trap exit of `kind` reported at `exit_addr` (RIP after a `hlt`; the breakpoint
+    /// address for `int3` and hardware breakpoints) on `cpu` with `regs`: if it is one of our
+    /// traps, counts the hit, runs the hooks, and either emulates the displaced instruction
+    /// into `regs` or prepares a single step of it (see [`Hit`]).
+    pub fn on_trap(
+        &self,
+        cpu: usize,
+        kind: TrapKind,
+        exit_addr: u64,
+        regs: &mut Regs,
+        memory: &GuestMemoryMmap,
+    ) -> Result<Hit, String> {
         let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(trap) = armed.traps.hit(TrapKind::Hlt, regs.rip) else {
+        let Some(trap) = armed.traps.hit(kind, exit_addr) else {
             drop(armed);
-            return Ok(stale_trap(regs, memory));
+            return Ok(match kind {
+                TrapKind::Hlt => stale_trap(regs, memory),
+                _ => Hit::NotOurs,
+            });
         };
         let site = trap.addr;
+        let kind = trap.kind;
         let mut original = [0u8; 16];
         armed
             .traps
@@ -411,7 +532,7 @@ impl ProbeSet {
             ));
         }
         drop(armed);
-        match self.prepare_step(cpu, site, original[0], memory) {
+        match self.prepare_step(cpu, site, kind, original[0], memory) {
             Ok(()) => {
                 regs.rip = site;
                 Ok(Hit::SingleStep)
@@ -429,6 +550,7 @@ impl ProbeSet {
         &self,
         cpu: usize,
         site: u64,
+        kind: TrapKind,
         original: u8,
         memory: &GuestMemoryMmap,
     ) -> Result<(), String> {
@@ -436,15 +558,34 @@ impl ProbeSet {
             .world
             .get()
             .ok_or("probe single step before the vCPUs exist")?;
+        let asked = std::time::Instant::now();
         let guard = world.stop_others(STEP_STOP_BOUND).map_err(|e| {
             format!("probe site {site:#x}: cannot stop the others to single-step: {e}")
         })?;
-        IdentityMemory(memory)
-            .write(site, &[original])
-            .map_err(|e| format!("probe site {site:#x}: cannot restore the original byte: {e}"))?;
+        let guard = ReportedStop::new(
+            guard,
+            self.observer.get().cloned(),
+            cpu,
+            StopReason::SingleStep,
+            world.len().saturating_sub(1),
+            asked,
+        );
+        match kind {
+            // No text patched: the breakpoint is lifted on this vCPU for the step.
+            TrapKind::HwBreakpoint(dr) => {
+                if let Some(d) = self.debug.get(cpu) {
+                    d.update(|c| c.hw_breakpoints[usize::from(dr & 3)] = None);
+                }
+            }
+            TrapKind::Hlt | TrapKind::Int3 => IdentityMemory(memory)
+                .write(site, &[original])
+                .map_err(|e| {
+                    format!("probe site {site:#x}: cannot restore the original byte: {e}")
+                })?,
+        }
         let mut stepping = self.stepping.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(slot) = stepping.get_mut(cpu) {
-            *slot = Some((site, guard));
+            *slot = Some((site, kind, guard));
         }
         Ok(())
     }
@@ -458,20 +599,26 @@ impl ProbeSet {
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(cpu)
             .and_then(Option::take);
-        let Some((site, guard)) = pending else {
+        let Some((site, kind, guard)) = pending else {
             return Err(format!(
                 "vcpu {cpu}: a single step finished that no probe asked for"
             ));
         };
         let still_armed = self.is_trapped(site);
-        let result = if still_armed {
-            IdentityMemory(memory)
-                .write(site, TrapKind::Hlt.patch_bytes())
+        let result = match kind {
+            TrapKind::HwBreakpoint(dr) => {
+                if let Some(d) = self.debug.get(cpu) {
+                    let again = still_armed.then_some(site);
+                    d.update(|c| c.hw_breakpoints[usize::from(dr & 3)] = again);
+                }
+                Ok(())
+            }
+            TrapKind::Hlt | TrapKind::Int3 if still_armed => IdentityMemory(memory)
+                .write(site, kind.patch_bytes())
                 .map_err(|e| {
                     format!("probe site {site:#x}: cannot re-arm after the single step: {e}")
-                })
-        } else {
-            Ok(())
+                }),
+            TrapKind::Hlt | TrapKind::Int3 => Ok(()),
         };
         drop(guard);
         self.step_owner.store(0, Ordering::SeqCst);

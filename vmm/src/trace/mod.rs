@@ -9,6 +9,7 @@
 //! providers (`apic`, `sync`, `profile-N`) is refused when the program is set up, naming the
 //! provider.
 
+mod apic_events;
 mod context;
 mod registry;
 mod session;

@@ -94,3 +94,18 @@ impl Sessions {
         }
     }
 }
+
+/// The `sync` provider: `sync:::stop` (arg0 vCPUs stopped, arg1 ns it took to stop them,
+/// arg2 why: 0 a run-time patch, 1 a single-stepped probe hit) and `sync:::resume` (arg0
+/// vCPUs, arg1 ns they were stopped, arg2 why), fired as the vCPU that asked (0 for a patch).
+impl crate::probes::SyncObserver for Sessions {
+    fn stopped(&self, cpu: usize, reason: crate::probes::StopReason, vcpus: usize, took_ns: u64) {
+        let args = [vcpus as u64, took_ns, reason as u64, 0];
+        self.event(cpu, "sync", "stop", args);
+    }
+
+    fn resumed(&self, cpu: usize, reason: crate::probes::StopReason, vcpus: usize, ns: u64) {
+        let args = [vcpus as u64, ns, reason as u64, 0];
+        self.event(cpu, "sync", "resume", args);
+    }
+}

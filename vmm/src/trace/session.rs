@@ -41,6 +41,8 @@ pub struct Tracing {
     sink: Box<dyn TraceSink>,
     exit_requested: AtomicBool,
     on_exit: Mutex<Option<OnExit>>,
+    /// `--format json`.
+    json: bool,
     thread: Mutex<Option<JoinHandle<()>>>,
     stop: AtomicBool,
     /// `tick-N` probes: (probe, clauses, period).
@@ -143,6 +145,7 @@ impl Tracing {
             sink,
             exit_requested: AtomicBool::new(false),
             on_exit: Mutex::new(None),
+            json: spec.json,
             thread: Mutex::new(None),
             stop: AtomicBool::new(false),
             ticks,
@@ -304,6 +307,14 @@ impl Tracing {
             {
                 on_exit();
             }
+        }
+    }
+
+    /// Under `--format json`, writes `facts` (e.g. the trap strategy) as the first line; text
+    /// output prints them only with `-v`.
+    pub fn announce(&self, facts: &serde_json::Value) {
+        if self.json {
+            self.sink.stdout(&format!("{facts}\n"));
         }
     }
 

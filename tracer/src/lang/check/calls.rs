@@ -132,6 +132,19 @@ impl Checker {
                     ty: Type::Str,
                 })
             }
+            "func" | "sym" => {
+                want(1)?;
+                let what = if name == "func" {
+                    "the argument of func()"
+                } else {
+                    "the argument of sym()"
+                };
+                let x = self.int_expr(&args[0], what)?;
+                Ok(Expr {
+                    kind: ExprKind::Func(Box::new(x)),
+                    ty: Type::Str,
+                })
+            }
             _ if AGG_FUNCS.contains(&name) => Err(LangError::new(
                 ErrorKind::Aggregation(format!(
                     "`{name}()` is an aggregating function: it can only be assigned to an aggregation, as in `@a = {name}(...)`"

@@ -167,3 +167,17 @@ fn compound_assignments() {
         "246"
     );
 }
+
+#[test]
+fn func_and_sym_name_the_function_of_an_address() {
+    // The context's one symbol is xcall_send at 0x2000..0x2100.
+    let mut h = Harness::new(
+        "BEGIN { printf(\"%s %s %s %s\", func(0x2000), func(0x2010), sym(caller), func(0x9999)); }",
+    );
+    h.fire(&ProbeInfo::begin());
+    assert_eq!(
+        h.output(true, OutputFormat::Text).stdout,
+        "xcall_send xcall_send xcall_send 0x9999\n"
+    );
+    assert!(crate::lang::compile_str("BEGIN { trace(func(\"x\")); }").is_err());
+}
