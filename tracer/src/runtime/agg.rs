@@ -12,7 +12,10 @@
 //! for everything below `lo` and one for everything from `lo + levels * step` up.
 
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+
+use rustc_hash::FxBuildHasher;
 
 use super::value::{compare_keys, Value};
 use crate::lang::{AggFunc, Program};
@@ -24,6 +27,13 @@ pub const QUANTIZE_ZERO: usize = 63;
 
 /// The key of an aggregation entry (empty for an unkeyed aggregation).
 pub type AggKey = Vec<Value>;
+
+/// How aggregation tables hash their keys: FxHash (`rustc-hash`), fast and not keyed, chosen
+/// over std's SipHash because hashing dominated high-cardinality aggregation.
+pub type AggHasher = FxBuildHasher;
+
+/// One aggregation's entries: key to value.
+pub type AggTable = HashMap<AggKey, AggValue, AggHasher>;
 
 /// The value of one aggregation entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,7 +261,7 @@ pub fn entry_bytes(key: &AggKey, value: &AggValue) -> usize {
 /// one (its partial aggregates) and so does the consumer (the folded totals).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AggSet {
-    tables: Vec<HashMap<AggKey, AggValue>>,
+    tables: Vec<AggTable>,
     /// Sum of [`entry_bytes`] over every entry.
     bytes: usize,
 }
@@ -265,13 +275,13 @@ impl AggSet {
     /// Empty tables for `n` aggregations.
     pub fn with_len(n: usize) -> AggSet {
         AggSet {
-            tables: vec![HashMap::new(); n],
+            tables: vec![AggTable::default(); n],
             bytes: 0,
         }
     }
 
     /// The entries of aggregation `agg` (empty if there is no such aggregation).
-    pub fn table(&self, agg: usize) -> Option<&HashMap<AggKey, AggValue>> {
+    pub fn table(&self, agg: usize) -> Option<&AggTable> {
         self.tables.get(agg)
     }
 
@@ -294,20 +304,34 @@ impl AggSet {
     /// entry unless that would charge the set more than `budget` bytes. Returns false if the
     /// value was dropped for lack of room.
     pub fn add(&mut self, agg: usize, func: AggFunc, key: AggKey, v: i64, budget: usize) -> bool {
+        self.add_from(agg, func, &mut { key }, v, budget)
+    }
+
+    /// [`AggSet::add`] for a caller that reuses its key vector: the entry is looked up by
+    /// `key` without taking it, and only a new entry takes the key (leaving `key` empty);
+    /// otherwise `key` is left as it was.
+    pub fn add_from(
+        &mut self,
+        agg: usize,
+        func: AggFunc,
+        key: &mut AggKey,
+        v: i64,
+        budget: usize,
+    ) -> bool {
         let Some(table) = self.tables.get_mut(agg) else {
             return false;
         };
-        if let Some(value) = table.get_mut(&key) {
+        if let Some(value) = table.get_mut(key.as_slice()) {
             value.add(func, v);
             return true;
         }
         let mut value = AggValue::new(func);
-        let cost = entry_bytes(&key, &value);
+        let cost = entry_bytes(key, &value);
         if self.bytes.saturating_add(cost) > budget {
             return false;
         }
         value.add(func, v);
-        table.insert(key, value);
+        table.insert(std::mem::take(key), value);
         self.bytes += cost;
         true
     }
@@ -315,15 +339,16 @@ impl AggSet {
     /// Folds `other` into `self` (see the module documentation).
     pub fn fold(&mut self, other: AggSet) {
         if self.tables.len() < other.tables.len() {
-            self.tables.resize_with(other.tables.len(), HashMap::new);
+            self.tables
+                .resize_with(other.tables.len(), AggTable::default);
         }
         for (mine, theirs) in self.tables.iter_mut().zip(other.tables) {
             for (key, value) in theirs {
-                match mine.get_mut(&key) {
-                    Some(v) => v.merge(&value),
-                    None => {
-                        self.bytes += entry_bytes(&key, &value);
-                        mine.insert(key, value);
+                match mine.entry(key) {
+                    Entry::Occupied(mut e) => e.get_mut().merge(&value),
+                    Entry::Vacant(e) => {
+                        self.bytes += entry_bytes(e.key(), &value);
+                        e.insert(value);
                     }
                 }
             }
@@ -385,10 +410,19 @@ impl AggSet {
     }
 
     /// Removes and returns everything, leaving empty tables (for draining a vCPU's partial
-    /// aggregates into the consumer).
+    /// aggregates into the consumer). Each empty table is allocated for as many entries as
+    /// its table held, so a vCPU that aggregates as much in the next round does not grow
+    /// (and rehash) its tables again.
     pub fn take(&mut self) -> AggSet {
         AggSet {
-            tables: self.tables.iter_mut().map(std::mem::take).collect(),
+            tables: self
+                .tables
+                .iter_mut()
+                .map(|t| {
+                    let fresh = AggTable::with_capacity_and_hasher(t.len(), AggHasher::default());
+                    std::mem::replace(t, fresh)
+                })
+                .collect(),
             bytes: std::mem::take(&mut self.bytes),
         }
     }

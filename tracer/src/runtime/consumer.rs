@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::agg::AggSet;
 use super::agg_print::{print_entries, print_entries_with};
-use super::json::{aggregation_json, record_json};
+use super::json::{write_aggregation, write_record};
 use super::record::{Record, RecordKind};
 use super::state::Drops;
 use super::value::Value;
@@ -155,9 +155,10 @@ impl Consumer {
                     } else {
                         "aggregations"
                     };
-                    let line =
-                        serde_json::json!({"type": "drops", "kind": kind, "cpu": cpu, "count": n});
-                    let _ = writeln!(out.stdout, "{line}");
+                    let _ = writeln!(
+                        out.stdout,
+                        "{{\"count\":{n},\"cpu\":{cpu},\"kind\":\"{kind}\",\"type\":\"drops\"}}"
+                    );
                 }
             }
         }
@@ -177,8 +178,10 @@ impl Consumer {
                 );
             }
             OutputFormat::Json => {
-                let line = serde_json::json!({"type": "drops", "kind": "dynamic", "count": n});
-                let _ = writeln!(out.stdout, "{line}");
+                let _ = writeln!(
+                    out.stdout,
+                    "{{\"count\":{n},\"kind\":\"dynamic\",\"type\":\"drops\"}}"
+                );
             }
         }
     }
@@ -203,8 +206,8 @@ impl Consumer {
                     print_entries(decl, &entries, &mut out.stdout);
                 }
                 OutputFormat::Json => {
-                    let line = aggregation_json(decl, &self.aggs, i);
-                    let _ = writeln!(out.stdout, "{line}");
+                    write_aggregation(&mut out.stdout, decl, &self.aggs, i);
+                    out.stdout.push('\n');
                 }
             }
         }
@@ -267,9 +270,7 @@ impl Consumer {
         if self.options.format == OutputFormat::Json {
             if record.kind != RecordKind::Fired || !self.options.quiet {
                 let decls = &self.program.aggregations;
-                if let Some(line) = record_json(record, decls, &self.aggs) {
-                    let _ = writeln!(out.stdout, "{line}");
-                }
+                write_record(&mut out.stdout, record, decls, &self.aggs);
             }
             self.aggregation_action(record);
             return;

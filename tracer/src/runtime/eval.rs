@@ -182,6 +182,19 @@ impl Env<'_> {
     /// `a[1u]` name the same entry).
     pub(crate) fn keys(&self, keys: &[Expr], types: Option<&[Type]>) -> Result<Vec<Value>, Fault> {
         let mut out = Vec::with_capacity(keys.len());
+        self.keys_into(keys, types, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Env::keys`] into `out` (cleared first), reusing its allocation.
+    pub(crate) fn keys_into(
+        &self,
+        keys: &[Expr],
+        types: Option<&[Type]>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), Fault> {
+        out.clear();
+        out.reserve(keys.len());
         for (i, k) in keys.iter().enumerate() {
             let v = self.eval(k)?;
             out.push(match types.and_then(|t| t.get(i)) {
@@ -189,7 +202,7 @@ impl Env<'_> {
                 None => v,
             });
         }
-        Ok(out)
+        Ok(())
     }
 
     fn builtin(&self, b: Builtin) -> Value {

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::agg::AggSet;
 use super::context::{MemoryError, ProbeContext, ProbeInfo};
 use super::eval::{lock, Env};
 use super::fault::Fault;
@@ -193,8 +194,11 @@ impl Runtime {
                     &mut env,
                     clause,
                     &mut kinds,
-                    &mut vcpu.aggs,
-                    &mut vcpu.agg_drops,
+                    AggOut {
+                        aggs: &mut vcpu.aggs,
+                        drops: &mut vcpu.agg_drops,
+                        key: &mut vcpu.agg_key,
+                    },
                     &mut summary.exit,
                 )
             };
@@ -260,14 +264,21 @@ impl Runtime {
     }
 }
 
+/// Where a clause's aggregating actions go: the vCPU's partial aggregates, its count of
+/// updates dropped for lack of room, and the reused key vector.
+struct AggOut<'a> {
+    aggs: &'a mut AggSet,
+    drops: &'a mut u64,
+    key: &'a mut Vec<Value>,
+}
+
 /// Runs one clause: `Ok(false)` if its predicate was false, `Ok(true)` if it ran, or where
 /// it faulted. Records go to `out`; aggregations to `aggs`.
 fn run_clause(
     env: &mut Env<'_>,
     clause: &Clause,
     out: &mut Vec<RecordKind>,
-    aggs: &mut super::agg::AggSet,
-    agg_drops: &mut u64,
+    mut aggs: AggOut<'_>,
     exit: &mut Option<i32>,
 ) -> Result<bool, FaultAt> {
     if let Some(p) = &clause.predicate {
@@ -279,7 +290,7 @@ fn run_clause(
         out.push(RecordKind::Fired);
     }
     for (i, action) in clause.actions.iter().enumerate() {
-        execute(env, action, out, aggs, agg_drops, exit).map_err(|f| (Some(i + 1), f))?;
+        execute(env, action, out, &mut aggs, exit).map_err(|f| (Some(i + 1), f))?;
     }
     Ok(true)
 }
@@ -288,8 +299,7 @@ fn execute(
     env: &mut Env<'_>,
     action: &Action,
     out: &mut Vec<RecordKind>,
-    aggs: &mut super::agg::AggSet,
-    agg_drops: &mut u64,
+    aggs: &mut AggOut<'_>,
     exit: &mut Option<i32>,
 ) -> Result<(), Fault> {
     match action {
@@ -342,13 +352,14 @@ fn execute(
             let Some(decl) = env.program.aggregations.get(*agg) else {
                 return Ok(());
             };
-            let key = env.keys(keys, Some(&decl.key_types))?;
+            env.keys_into(keys, Some(&decl.key_types), aggs.key)?;
             let v = match value {
                 Some(e) => env.eval(e)?.bits() as i64,
                 None => 0,
             };
-            if !aggs.add(*agg, decl.func, key, v, env.limits.agg_bytes_per_cpu) {
-                *agg_drops += 1;
+            let budget = env.limits.agg_bytes_per_cpu;
+            if !aggs.aggs.add_from(*agg, decl.func, aggs.key, v, budget) {
+                *aggs.drops += 1;
             }
         }
     }

@@ -31,7 +31,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use agg::{AggKey, AggSet, AggValue};
+pub use agg::{AggHasher, AggKey, AggSet, AggTable, AggValue};
 pub use consumer::{merge_records, Consumer, ConsumerOptions, Output, OutputFormat};
 pub use context::{MemoryError, ProbeContext, ProbeInfo};
 pub use exec::{FireSummary, Runtime};

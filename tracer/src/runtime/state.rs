@@ -100,6 +100,9 @@ pub struct VcpuState {
     pub(crate) aggs: AggSet,
     pub(crate) agg_drops: u64,
     pub(crate) firing: u64,
+    /// The key of the aggregation being updated, kept to reuse its allocation when the
+    /// entry exists already ([`AggSet::add_from`]).
+    pub(crate) agg_key: Vec<Value>,
 }
 
 impl VcpuState {
@@ -114,6 +117,7 @@ impl VcpuState {
             aggs: AggSet::new(program),
             agg_drops: 0,
             firing: 0,
+            agg_key: Vec::new(),
         }
     }
 
