@@ -143,6 +143,10 @@ struct Armed {
     sessions: Vec<(SessionId, Vec<Arc<ArmedProbe>>)>,
 }
 
+/// A single step in progress on one vCPU: the trap's site and kind, and the stop of the
+/// others that covers it.
+type Stepping = (u64, TrapKind, ReportedStop<vcpu::OwnedStopGuard>);
+
 /// The armed probes of one VM, of every session.
 pub struct ProbeSet {
     armed: Mutex<Armed>,
@@ -154,7 +158,7 @@ pub struct ProbeSet {
     /// Every vCPU, for stopping them around patches and single steps (set once they exist).
     world: OnceLock<vcpu::World>,
     /// Per vCPU: the trap being single-stepped and the stop that covers it.
-    stepping: Mutex<Vec<Option<(u64, TrapKind, ReportedStop<vcpu::OwnedStopGuard>)>>>,
+    stepping: Mutex<Vec<Option<Stepping>>>,
     /// Told of every stop-the-world (the `sync` provider).
     observer: OnceLock<Arc<dyn SyncObserver>>,
     /// Which vCPU (index + 1) holds the single-step token; 0 when free. One step at a time:

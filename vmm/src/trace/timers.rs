@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use tracer::traps::Regs;
-use vcpu::RunState;
+use vcpu::{GuestWait, RunState};
 
 use super::context::HitContext;
 use super::session::CONSUMER_PERIOD;
@@ -65,7 +65,9 @@ impl Tracing {
                     pending.fetch_or(bit, Ordering::SeqCst);
                     kicker.kick();
                 }
-            } else if state != RunState::Exited {
+            } else if state != RunState::Exited && snapshot.wait != Some(GuestWait::Sipi) {
+                // Halted or stopped: sampled where it waits (a vCPU still waiting for its
+                // start-up IPI has run nothing and is not sampled).
                 let regs = Regs {
                     rip: snapshot.rip,
                     ..Regs::default()
