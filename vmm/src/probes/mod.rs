@@ -1,14 +1,14 @@
-//! Function-boundary probes placed in the guest from outside: `hlt` traps on the entry and
-//! return sites of guest functions, hit counts per vCPU, and the displaced instruction emulated
-//! so a hit costs one exit.
+//! Function-boundary probes placed in the guest from outside: traps on the entry and return
+//! sites of guest functions, per session, with hit counts per vCPU, and the displaced
+//! instruction emulated so a hit costs one exit.
 //!
-//! Trap strategy on this host: `int3` with `KVM_SET_GUEST_DEBUG` is not delivered by the nested
-//! software KVM (an emulation failure instead, see `../shared/HOST.md`), and `hlt` exits to user
-//! space only when no in-kernel irqchip is present, so probes need `--irqchip emulated`. Probes
-//! are armed before the first guest instruction and disarmed (guest memory restored) when the
-//! run ends. When the displaced instruction is not one the tracer emulates, the hit stops every
-//! other vCPU, puts the original byte back, single-steps that one instruction on the CPU, re-arms
-//! the trap and resumes the others (two exits instead of one).
+//! The trap kind follows the VM's strategy ([`crate::host_traps`]): `hlt` traps under the
+//! user-space APIC, `int3` where KVM delivers it, hardware breakpoints (at most four sites)
+//! otherwise. Sessions arm and disarm at any time (with the vCPUs stopped once they run); the
+//! end of the run restores every site. When the displaced instruction is not one the tracer
+//! emulates, the hit stops every other vCPU, puts the original byte back (or lifts the
+//! breakpoint), single-steps that one instruction, re-arms the trap and resumes the others
+//! (two exits instead of one).
 
 mod memory;
 mod regs;

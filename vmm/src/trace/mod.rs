@@ -2,12 +2,10 @@
 //! probe context built from a trapped vCPU, and the consumer thread that prints records and,
 //! at the end, the aggregations.
 //!
-//! Providers wired so far: `dtrace:::BEGIN` (before the first guest instruction),
-//! `dtrace:::END` (after the run ends), `profile:::tick-N` (a VMM timer, fired as CPU 0 with no
-//! guest registers), `vmexit:::KIND` (fired by the exit dispatcher on the vCPU's thread) and
-//! `fbt` entry/return probes (hlt traps, see [`crate::probes`]). A clause naming only other
-//! providers (`apic`, `sync`, `profile-N`) is refused when the program is set up, naming the
-//! provider.
+//! Providers: `dtrace:::BEGIN/END`, `fbt` entry/return probes (traps, see [`crate::probes`]),
+//! `profile:::tick-N` and `profile-N` (timers, `timers.rs`), and the event providers
+//! `vmexit`, `apic` (`apic_events.rs`) and `sync` (`registry.rs`). Every running program (the
+//! one of `run -n`, one per attached client) is a [`Tracing`] in the [`Sessions`] registry.
 
 mod apic_events;
 mod context;
