@@ -314,3 +314,36 @@ fn vmexit_probes_see_every_byte_the_guest_writes_to_its_uart() {
     );
     assert_eq!(value_after(&out.stdout, "status+1 "), 1, "{out:?}");
 }
+
+#[test]
+fn scripts_read_guest_memory_through_the_guests_page_tables() {
+    if !kvm_or_skip("scripts_read_guest_memory_through_the_guests_page_tables") {
+        return;
+    }
+    // serial_puts(s) gets a string pointer. The boot tables map the first 4 GiB twice: at 0
+    // and at 0xffff800000000000. The second address exists only in the page tables (guest
+    // RAM is 256 MiB), so reading it proves the walk; a non-canonical address faults cleanly.
+    let path = temp_file("paging.txt", b"");
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "hello",
+            "-q",
+            "-o",
+            path.to_str().unwrap(),
+            "-n",
+            "fbt::serial_puts:entry { printf(\"[%s][%s]\\n\", stringof(arg0), \
+             stringof(arg0 + 0xffff800000000000)); } \
+             fbt::serial_puts:entry { trace(stringof(arg0 + 0x8000000000000000)); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("[hello from hvtrace guest\n][hello from hvtrace guest\n]"),
+        "{text}"
+    );
+    assert!(out.stderr.contains("invalid address"), "{out:?}");
+}

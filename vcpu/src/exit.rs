@@ -294,6 +294,16 @@ pub trait ExitHandler: Send + Sync + 'static {
     }
     /// `cpu` was kicked out of the guest at `regs` and owed a sample.
     fn sample(&self, _cpu: usize, _regs: &kvm_bindings::kvm_regs) {}
+    /// Whether the handler wants the vCPU's system registers at trap exits (asked once per
+    /// vCPU thread; when true and `kvm_run` sync_regs are available, KVM copies them out on
+    /// every exit, a fraction of a microsecond here).
+    fn wants_sregs(&self) -> bool {
+        false
+    }
+    /// The system registers of `cpu` as of this exit, given before [`ExitHandler::hlt`],
+    /// [`ExitHandler::debug`] and [`ExitHandler::sample`] when [`ExitHandler::wants_sregs`]
+    /// (the tracer walks the guest's page tables with CR0, CR3 and CR4).
+    fn trap_sregs(&self, _cpu: usize, _sregs: &kvm_bindings::kvm_sregs) {}
     /// An exit the vCPU layer handles by itself (`SetTpr`, `IrqWindow`, `Shutdown`,
     /// `InternalError`), reported for tracing before it takes effect.
     fn exit_seen(&self, _cpu: usize, _kind: ExitKind) {}

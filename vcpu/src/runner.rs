@@ -65,6 +65,8 @@ pub(crate) struct Runner {
     debug_generation: u64,
     /// The breakpoint configuration last applied (single-step is OR-ed in while `stepping`).
     debug_config: DebugConfig,
+    /// KVM copies the system registers into `kvm_run` on every exit (the handler wants them).
+    sync_sregs: bool,
 }
 
 impl Runner {
@@ -93,6 +95,7 @@ impl Runner {
             polls_guest_debug,
             debug_generation: 0,
             debug_config: DebugConfig::default(),
+            sync_sregs: false,
         }
     }
 
@@ -141,6 +144,10 @@ impl Runner {
         crate::world::set_current_vcpu(&self.shared);
         if self.use_sync_regs {
             self.fd.set_sync_valid_reg(SyncReg::Register);
+            if self.handler.wants_sregs() {
+                self.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+                self.sync_sregs = true;
+            }
         }
         {
             let run = self.run_ptr();
@@ -358,6 +365,7 @@ impl Runner {
 
     /// The registers at a trap exit.
     fn exit_regs(&self, exit: &str) -> Result<kvm_bindings::kvm_regs, Fatal> {
+        self.give_sregs();
         if self.use_sync_regs {
             Ok(self.fd.sync_regs().regs)
         } else {
@@ -372,6 +380,15 @@ impl Runner {
         self.write_regs(regs)?;
         self.stepping = true;
         self.sync_guest_debug(true)
+    }
+
+    /// Hands the system registers of this exit to the handler, when it wants them and
+    /// `kvm_run` carries them.
+    fn give_sregs(&self) {
+        if self.sync_sregs {
+            self.handler
+                .trap_sregs(self.shared.cpu, &self.fd.sync_regs().sregs);
+        }
     }
 
     fn write_regs(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
@@ -462,6 +479,7 @@ impl Runner {
                 let cr8 = self.fd.get_kvm_run().cr8;
                 self.sync_guest_cr8(cr8);
                 if handler.wants_sample(cpu) {
+                    self.give_sregs();
                     let regs = if self.use_sync_regs {
                         Some(self.fd.sync_regs().regs)
                     } else {

@@ -2,7 +2,8 @@
 //! and the registers that enter the guest image in 64-bit long mode.
 //!
 //! Boot contract (what a guest image can rely on at its ELF entry point):
-//! CPL0 in 64-bit mode with paging on and the first 4 GiB identity-mapped with 2 MiB pages;
+//! CPL0 in 64-bit mode with paging on and the first 4 GiB identity-mapped with 2 MiB pages, and
+//! mapped again at [`DIRECT_MAP_BASE`] (a higher-half direct map, as Linux keeps one);
 //! CS = 0x08, the data segments = 0x10, GDT at [`GDT_ADDR`]; RFLAGS = 0x2 (interrupts off),
 //! no IDT; RDI = [`BOOT_INFO_ADDR`], a [`BootInfo`] block. Application processors are not
 //! started: they wait for INIT-SIPI-SIPI as on hardware.
@@ -120,9 +121,14 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
     }
 }
 
-/// The identity map of the first 4 GiB: (address, entry) pairs for PML4, PDPT and PDs.
+/// Where the first 4 GiB are mapped a second time (PML4 entry 256).
+pub const DIRECT_MAP_BASE: u64 = 0xffff_8000_0000_0000;
+
+/// The identity map of the first 4 GiB, and the same tables again at [`DIRECT_MAP_BASE`]:
+/// (address, entry) pairs for PML4, PDPT and PDs.
 pub fn page_table_entries() -> Vec<(u64, u64)> {
-    let mut entries = vec![(PML4_ADDR, PDPT_ADDR | PTE_PRESENT | PTE_WRITE)];
+    let pdpt = PDPT_ADDR | PTE_PRESENT | PTE_WRITE;
+    let mut entries = vec![(PML4_ADDR, pdpt), (PML4_ADDR + 256 * 8, pdpt)];
     for i in 0..4u64 {
         entries.push((
             PDPT_ADDR + i * 8,
@@ -223,7 +229,7 @@ mod tests {
     #[test]
     fn identity_map_covers_4_gib() {
         let e = page_table_entries();
-        assert_eq!(e.len(), 1 + 4 + 2048);
+        assert_eq!(e.len(), 2 + 4 + 2048);
         let last = e.last().unwrap();
         assert_eq!(last.0, PD_ADDR + 2047 * 8);
         assert_eq!(last.1 & !0xfff, 0xffe0_0000);
@@ -256,6 +262,8 @@ mod tests {
         assert_eq!(&cmd, b"variant=all");
         let pml4: u64 = mem.read_obj(GuestAddress(PML4_ADDR)).unwrap();
         assert_eq!(pml4, PDPT_ADDR | 3);
+        let high: u64 = mem.read_obj(GuestAddress(PML4_ADDR + 256 * 8)).unwrap();
+        assert_eq!(high, PDPT_ADDR | 3, "the direct map shares the tables");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Dispatcher {
     pub(crate) probes: Option<(Arc<ProbeSet>, GuestMemoryMmap)>,
     /// The D programs tracing the VM (`run -n`, attached clients).
     pub(crate) sessions: Arc<crate::trace::Sessions>,
+    /// Where the vCPUs' control registers at trap exits go, when something may trace.
+    pub(crate) paging: Option<Arc<crate::trace::GuestPaging>>,
 }
 
 impl Dispatcher {
@@ -251,6 +253,16 @@ impl ExitHandler for Dispatcher {
                  reflecting it to the guest is not supported)",
                 event.pc
             )),
+        }
+    }
+
+    fn wants_sregs(&self) -> bool {
+        self.paging.is_some()
+    }
+
+    fn trap_sregs(&self, cpu: usize, sregs: &kvm_bindings::kvm_sregs) {
+        if let Some(paging) = &self.paging {
+            paging.record(cpu, sregs);
         }
     }
 

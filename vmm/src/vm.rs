@@ -30,7 +30,9 @@ use crate::loader::load_elf;
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
 use crate::probes::{HitHook, ProbeError, ProbeSet};
-use crate::trace::{plan, LocalSink, Sessions, TraceSpec, Tracing, VcpuAccess};
+use crate::trace::{
+    plan, GuestPaging, LocalSink, Sessions, TraceSpec, TraceTarget, Tracing, VcpuAccess,
+};
 use tracer::probes::catalogue;
 use tracer::symbols::ElfSymbols;
 
@@ -160,6 +162,7 @@ impl Vm {
         // or may be (a plain run needs no symbol table).
         let boot = Instant::now();
         let sessions = Arc::new(Sessions::default());
+        let paging = Arc::new(GuestPaging::new(config.cpus));
         let traced =
             !config.probes.is_empty() || config.trace.is_some() || config.control.is_some();
         let mut control = None;
@@ -183,6 +186,13 @@ impl Vm {
                 }
                 _ => TrapStrategy::Hlt,
             };
+            let target = TraceTarget {
+                symbols: symbols.clone(),
+                memory: memory.clone(),
+                paging: Arc::clone(&paging),
+                cpus: config.cpus,
+                boot,
+            };
             let probes = Arc::new(ProbeSet::new(config.cpus, strategy));
             probes.set_sync_observer(sessions.clone());
             if !raw.is_empty() {
@@ -199,16 +209,7 @@ impl Vm {
                 (Some(plan), Some(spec)) => {
                     let fbt = plan.fbt.clone();
                     let sink = LocalSink::for_spec(spec)?;
-                    let tracing = Tracing::new(
-                        spec,
-                        plan,
-                        symbols.clone(),
-                        &all,
-                        memory.clone(),
-                        config.cpus,
-                        boot,
-                        Box::new(sink),
-                    );
+                    let tracing = Tracing::new(spec, plan, &all, &target, Box::new(sink));
                     if let Some(Ok(choice)) = &choice {
                         tracing.announce(&choice.announcement());
                     }
@@ -226,13 +227,10 @@ impl Vm {
                 let socket = ControlSocket::bind(path)?;
                 let ctx = ControlContext {
                     image: config.image.bytes.clone(),
-                    symbols,
                     catalogue: all,
-                    memory: memory.clone(),
+                    target: target.clone(),
                     probes: Arc::clone(&probes),
                     sessions: Arc::clone(&sessions),
-                    cpus: config.cpus,
-                    boot,
                     trap_choice: choice.unwrap_or_else(|| trap_strategy(config.irqchip)),
                 };
                 control = Some((socket, Arc::new(ctx)));
@@ -274,6 +272,7 @@ impl Vm {
             split_ioapic,
             probes: probes.clone().map(|p| (p, memory.clone())),
             sessions: Arc::clone(&sessions),
+            paging: probes.is_some().then(|| Arc::clone(&paging)),
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
         for (cpu, fd) in fds.into_iter().enumerate() {

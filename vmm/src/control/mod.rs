@@ -18,15 +18,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracer::probes::Probe;
-use tracer::symbols::ElfSymbols;
-use vm_memory::GuestMemoryMmap;
 
 use crate::host_traps::{NoTrapStrategy, TrapChoice};
 use crate::probes::ProbeSet;
-use crate::trace::Sessions;
+use crate::trace::{Sessions, TraceTarget};
 
 pub use attach::{AttachError, Attachment, Ended};
 pub use protocol::{EndReason, Message};
@@ -58,20 +56,14 @@ pub enum ControlError {
 pub struct ControlContext {
     /// The guest image (function bytes for decoding probe sites).
     pub image: Vec<u8>,
-    /// Its symbols.
-    pub symbols: ElfSymbols,
     /// Its probe catalogue.
     pub catalogue: Vec<Probe>,
-    /// Guest RAM.
-    pub memory: GuestMemoryMmap,
+    /// The VM the sessions trace.
+    pub target: TraceTarget,
     /// The VM's probes (shared with `run`'s own program).
     pub probes: Arc<ProbeSet>,
     /// The running sessions (for providers fired outside traps).
     pub sessions: Arc<Sessions>,
-    /// vCPU count.
-    pub cpus: usize,
-    /// When the VM started (`timestamp` counts from it).
-    pub boot: Instant,
     /// How fbt probes trap on this host with this irqchip (or why they cannot).
     pub trap_choice: Result<TrapChoice, NoTrapStrategy>,
 }

@@ -101,11 +101,8 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
     let tracing = Tracing::new(
         &spec,
         plan,
-        ctx.symbols.clone(),
         &ctx.catalogue,
-        ctx.memory.clone(),
-        ctx.cpus,
-        ctx.boot,
+        &ctx.target,
         Box::new(Arc::clone(sink)),
     );
     if let (false, Ok(choice)) = (fbt.is_empty(), &ctx.trap_choice) {
@@ -115,7 +112,14 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
     if !fbt.is_empty() {
         let hook: Arc<dyn HitHook> = tracing.clone();
         ctx.probes
-            .arm(id, &ctx.image, &ctx.symbols, &ctx.memory, &fbt, Some(hook))
+            .arm(
+                id,
+                &ctx.image,
+                &ctx.target.symbols,
+                &ctx.target.memory,
+                &fbt,
+                Some(hook),
+            )
             .map_err(|e| e.to_string())?;
     }
     let sites: usize = ctx
@@ -164,7 +168,7 @@ impl Session {
         };
         // Detach first (no more firings, guest text restored), then print END's output.
         ctx.sessions.remove(self.id);
-        if let Err(e) = ctx.probes.disarm(self.id, &ctx.memory) {
+        if let Err(e) = ctx.probes.disarm(self.id, &ctx.target.memory) {
             eprintln!("hvtrace: detaching a control client: {e}");
         }
         let status = self.tracing.finish();

@@ -7,7 +7,6 @@ use std::time::SystemTime;
 use tracer::runtime::{MemoryError, ProbeContext};
 use tracer::symbols::{ElfSymbols, SymbolSource};
 use tracer::traps::Regs;
-use vm_memory::{Bytes, GuestAddress};
 
 use super::Tracing;
 
@@ -67,7 +66,15 @@ impl<'a> HitContext<'a> {
     }
 
     fn read_u64(&self, gva: u64) -> Option<u64> {
-        self.tracing.memory.read_obj(GuestAddress(gva)).ok()
+        let mut b = [0u8; 8];
+        self.read(gva, &mut b).then(|| u64::from_le_bytes(b))
+    }
+
+    /// Reads guest memory at `gva` as this vCPU sees it (through its page tables when paging
+    /// is on).
+    fn read(&self, gva: u64, buf: &mut [u8]) -> bool {
+        let translation = self.tracing.paging.translation(self.cpu as usize);
+        super::paging::read(&self.tracing.memory, translation, gva, buf)
     }
 }
 
@@ -151,10 +158,11 @@ impl ProbeContext for HitContext<'_> {
     }
 
     fn read_memory(&self, gva: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        self.tracing
-            .memory
-            .read_slice(buf, GuestAddress(gva))
-            .map_err(|_| MemoryError { address: gva })
+        if self.read(gva, buf) {
+            Ok(())
+        } else {
+            Err(MemoryError { address: gva })
+        }
     }
 
     fn symbolize(&self, addr: u64) -> Option<String> {

@@ -9,6 +9,7 @@
 
 mod apic_events;
 mod context;
+mod paging;
 mod registry;
 mod session;
 mod sink;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tracer::lang::{compile, Program, Source, TimerKind};
 use tracer::probes::Probe;
 
+pub use paging::{GuestPaging, Translation};
 pub use registry::{Sessions, VcpuAccess};
 pub use session::{OnExit, Tracing};
 pub use sink::{LocalSink, TraceSink};
@@ -44,6 +46,21 @@ pub enum TraceError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The VM a trace runs against.
+#[derive(Clone)]
+pub struct TraceTarget {
+    /// The image's symbols (`%a`, `func()`, probe sites).
+    pub symbols: tracer::symbols::ElfSymbols,
+    /// Guest RAM.
+    pub memory: vm_memory::GuestMemoryMmap,
+    /// How each vCPU translates addresses (scripts' memory reads).
+    pub paging: std::sync::Arc<GuestPaging>,
+    /// vCPU count.
+    pub cpus: usize,
+    /// When the VM started (`timestamp` counts from it).
+    pub boot: std::time::Instant,
 }
 
 /// What to trace and how to print it.

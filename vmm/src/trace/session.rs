@@ -19,7 +19,7 @@ use vm_memory::GuestMemoryMmap;
 
 use super::context::{symbolize, HitContext};
 use super::sink::TraceSink;
-use super::{Plan, TraceSpec, VcpuAccess};
+use super::{GuestPaging, Plan, TraceSpec, TraceTarget, VcpuAccess};
 use crate::probes::HitHook;
 
 /// How often the consumer thread drains the per-vCPU buffers.
@@ -36,6 +36,7 @@ pub struct Tracing {
     armed: Vec<(Arc<ProbeInfo>, Vec<usize>, u64)>,
     pub(super) symbols: ElfSymbols,
     pub(super) memory: GuestMemoryMmap,
+    pub(super) paging: Arc<GuestPaging>,
     boot: Instant,
     consumer: Mutex<Consumer>,
     sink: Box<dyn TraceSink>,
@@ -57,20 +58,23 @@ pub struct Tracing {
 }
 
 impl Tracing {
-    /// The runtime for `plan` on `cpus` vCPUs, printing to `sink`. Its fbt probes are to be
+    /// The runtime for `plan` against `target`, printing to `sink`. Its fbt probes are to be
     /// armed in `plan.fbt`'s order (hook indices refer to it); `all` is the image's probe
-    /// catalogue (for probe ids); `boot` is when the VM started (`timestamp` counts from it).
-    #[allow(clippy::too_many_arguments)]
+    /// catalogue (for probe ids).
     pub fn new(
         spec: &TraceSpec,
         plan: Plan,
-        symbols: ElfSymbols,
         all: &[Probe],
-        memory: GuestMemoryMmap,
-        cpus: usize,
-        boot: Instant,
+        target: &TraceTarget,
         sink: Box<dyn TraceSink>,
     ) -> Arc<Self> {
+        let TraceTarget {
+            symbols,
+            memory,
+            paging,
+            cpus,
+            boot,
+        } = target.clone();
         let Plan {
             program,
             fbt: armed,
@@ -140,6 +144,7 @@ impl Tracing {
             armed,
             symbols,
             memory,
+            paging,
             boot,
             consumer: Mutex::new(consumer),
             sink,
