@@ -227,3 +227,74 @@ fn a_killed_client_loses_its_probes_within_100_ms_and_others_keep_theirs() {
         "{outcome:?}\n{text}"
     );
 }
+
+/// Sends SIGINT to a child process.
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped; no memory is involved.
+    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0, "kill(SIGINT)");
+}
+
+#[test]
+fn ctrl_c_detaches_a_client_and_ends_a_run_with_their_aggregations() {
+    if !kvm_or_skip("ctrl_c_detaches_a_client_and_ends_a_run_with_their_aggregations") {
+        return;
+    }
+    let socket = socket_path("ctrlc");
+    let hvtrace = hvtrace_path();
+    let run = Command::new(&hvtrace)
+        .args([
+            "run",
+            "--guest",
+            "spin",
+            "--cmdline",
+            "mode=calls n=3000000",
+        ])
+        .args(["--timeout", "120", "--control"])
+        .arg(&socket)
+        .args(["-q", "-n", "fbt::bench_target:entry { @run = count(); }"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    assert!(
+        wait_for(Duration::from_secs(20), || socket.exists()).is_some(),
+        "the control socket never appeared"
+    );
+    let client = Command::new(&hvtrace)
+        .args(["trace", "--attach"])
+        .arg(&socket)
+        .args(["-n", "fbt::bench_target:return { @client = count(); }"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn client");
+    // Let it attach and count a while, then Ctrl-C it.
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&client);
+    let out = client.wait_with_output().expect("client output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains("fbt probes armed"), "{stderr}");
+    let counted: u64 = stdout
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no aggregation after Ctrl-C:\n{stdout}\n{stderr}"));
+    assert!(counted > 0, "{stdout}");
+
+    // Ctrl-C of the run: END, the run's aggregation, status 130, the socket gone.
+    interrupt(&run);
+    let out = run.wait_with_output().expect("run output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    let last: u64 = stdout
+        .split_whitespace()
+        .last()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no aggregation after Ctrl-C:\n{stdout}\n{stderr}"));
+    assert!(last > 0, "{stdout}");
+    assert!(!socket.exists(), "the control socket was left behind");
+}
