@@ -284,6 +284,7 @@ fn library_config(
         probes: Vec::new(),
         trace: None,
         control: None,
+        timeline: None,
     }
 }
 

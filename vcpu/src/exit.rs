@@ -304,6 +304,10 @@ pub trait ExitHandler: Send + Sync + 'static {
     /// [`ExitHandler::debug`] and [`ExitHandler::sample`] when [`ExitHandler::wants_sregs`]
     /// (the tracer walks the guest's page tables with CR0, CR3 and CR4).
     fn trap_sregs(&self, _cpu: usize, _sregs: &kvm_bindings::kvm_sregs) {}
+    /// `cpu`'s thread moved to `state` (`Running`, `Halted` by the guest, `Paused` by the
+    /// VMM), for timelines. Called on that thread, possibly under its control lock: must not
+    /// block or kick.
+    fn run_state(&self, _cpu: usize, _state: crate::RunState) {}
     /// An exit the vCPU layer handles by itself (`SetTpr`, `IrqWindow`, `Shutdown`,
     /// `InternalError`), reported for tracing before it takes effect.
     fn exit_seen(&self, _cpu: usize, _kind: ExitKind) {}

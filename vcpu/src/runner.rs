@@ -177,7 +177,9 @@ impl Runner {
             match self.shared.checkpoint() {
                 Request::Run => {}
                 Request::Pause => {
+                    self.handler.run_state(self.shared.cpu, RunState::Paused);
                     self.park();
+                    self.handler.run_state(self.shared.cpu, RunState::Running);
                     continue;
                 }
                 Request::Exit => {
@@ -290,11 +292,13 @@ impl Runner {
         }
         ctl.state = RunState::Halted;
         ctl.snapshot = snapshot;
+        self.handler.run_state(cpu, RunState::Halted);
         shared.changed.notify_all();
         while ctl.request() == Request::Run && !self.handler.wakeup_pending(cpu, wait) {
             ctl = shared.changed.wait(ctl).unwrap_or_else(|p| p.into_inner());
         }
         ctl.state = RunState::Running;
+        self.handler.run_state(cpu, RunState::Running);
         shared.changed.notify_all();
     }
 

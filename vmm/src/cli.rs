@@ -83,6 +83,11 @@ pub struct RunArgs {
     /// to stderr.
     #[arg(short = 'v', long)]
     pub verbose: bool,
+    /// Write a Chrome trace-event / Perfetto JSON timeline of the run to FILE: per-vCPU tracks
+    /// with running/halted/stopped states, exits, APIC events (emulated irqchip) and probe hits
+    /// (at most 500,000 events; a truncated file says so).
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
     /// Serve a control socket at this path (created mode 0600, removed at the end) so that
     /// `hvtrace trace --attach SOCKET` can attach D programs to the running VM.
     #[arg(long, value_name = "SOCKET")]

@@ -39,6 +39,8 @@ pub struct Dispatcher {
     pub(crate) probes: Option<(Arc<ProbeSet>, GuestMemoryMmap)>,
     /// The D programs tracing the VM (`run -n`, attached clients).
     pub(crate) sessions: Arc<crate::trace::Sessions>,
+    /// The run's timeline (`--timeline`, `compare`), if recorded.
+    pub(crate) timeline: Option<Arc<crate::timeline::Timeline>>,
     /// Where the vCPUs' control registers at trap exits go, when something may trace.
     pub(crate) paging: Option<Arc<crate::trace::GuestPaging>>,
 }
@@ -106,7 +108,10 @@ impl Dispatcher {
     }
 
     /// Fires `vmexit:::kind` when a trace uses it.
-    fn vmexit(&self, cpu: usize, kind: &str, args: [u64; 4]) {
+    fn vmexit(&self, cpu: usize, kind: &'static str, args: [u64; 4]) {
+        if let Some(t) = &self.timeline {
+            t.record(cpu, crate::timeline::EventKind::Exit(kind, args[0]));
+        }
         self.sessions.event(cpu, "vmexit", kind, args);
     }
 }
@@ -272,6 +277,12 @@ impl ExitHandler for Dispatcher {
 
     fn sample(&self, cpu: usize, regs: &kvm_bindings::kvm_regs) {
         self.sessions.sample(cpu, &regs_from_kvm(regs));
+    }
+
+    fn run_state(&self, cpu: usize, state: vcpu::RunState) {
+        if let Some(t) = &self.timeline {
+            t.record(cpu, crate::timeline::EventKind::State(state));
+        }
     }
 
     fn exit_seen(&self, cpu: usize, kind: ExitKind) {

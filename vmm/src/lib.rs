@@ -18,6 +18,7 @@ pub mod loader;
 pub mod mptable;
 pub mod outcome;
 pub mod probes;
+pub mod timeline;
 pub mod trace;
 pub mod vm;
 

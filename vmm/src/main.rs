@@ -147,7 +147,16 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         probes: Vec::new(),
         trace: trace_spec(&args.d)?,
         control: args.control.clone(),
+        timeline: args
+            .timeline
+            .as_ref()
+            .map(|_| vmm::timeline::Timeline::new(vmm::timeline::DEFAULT_MAX_EVENTS)),
     };
+    let timeline = config.timeline.clone();
+    let title = format!(
+        "hvtrace: {}, {} vCPUs, --irqchip {}",
+        config.image.name, config.cpus, config.irqchip
+    );
     let vm = Vm::new(config).map_err(|e| match e {
         // A program error is about the program, not the VM: say it as it is.
         VmmError::Trace(t) => anyhow::Error::new(t),
@@ -156,6 +165,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     let end = vm.end_handle();
     on_ctrl_c(move || end.end())?;
     let outcome = vm.run()?;
+    if let (Some(path), Some(timeline)) = (&args.timeline, &timeline) {
+        write_timeline(path, &title, args.cpus, timeline)?;
+    }
     match &outcome {
         Outcome::GuestExit(_) => {}
         Outcome::Stopped => eprintln!("hvtrace: the run was ended from outside the guest"),
@@ -213,4 +225,28 @@ fn attach(args: &TraceArgs) -> Result<ExitCode> {
         eprintln!("hvtrace: the VM ended");
     }
     Ok(ExitCode::from(ended.status.map_or(0, |s| (s & 0xff) as u8)))
+}
+
+/// Writes the run's timeline to `path` as trace-event JSON, saying so when it was truncated.
+fn write_timeline(
+    path: &std::path::Path,
+    title: &str,
+    cpus: usize,
+    timeline: &vmm::timeline::Timeline,
+) -> Result<()> {
+    let (events, dropped) = timeline.snapshot();
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot write the timeline {}", path.display()))?;
+    let mut w = std::io::BufWriter::new(file);
+    vmm::timeline::write_trace_events(&mut w, title, cpus, &events, dropped, timeline.now_ns())
+        .and_then(|()| std::io::Write::flush(&mut w))
+        .with_context(|| format!("cannot write the timeline {}", path.display()))?;
+    if dropped > 0 {
+        eprintln!(
+            "hvtrace: timeline truncated: kept the first {} events, dropped {dropped} (see {})",
+            events.len(),
+            path.display()
+        );
+    }
+    Ok(())
 }

@@ -30,6 +30,7 @@ use crate::loader::load_elf;
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
 use crate::probes::{HitHook, ProbeError, ProbeSet};
+use crate::timeline::{ApicFanOut, Timeline};
 use crate::trace::{
     plan, GuestPaging, LocalSink, Sessions, TraceSpec, TraceTarget, Tracing, VcpuAccess,
 };
@@ -72,6 +73,8 @@ pub struct VmConfig {
     pub trace: Option<TraceSpec>,
     /// Serve a control socket at this path, for `hvtrace trace --attach`.
     pub control: Option<std::path::PathBuf>,
+    /// Record what every vCPU does (`--timeline`, `compare`).
+    pub timeline: Option<Arc<Timeline>>,
 }
 
 /// Opens `/dev/kvm` with an error that says how to fix the usual problems.
@@ -195,6 +198,9 @@ impl Vm {
             };
             let probes = Arc::new(ProbeSet::new(config.cpus, strategy));
             probes.set_sync_observer(sessions.clone());
+            if let Some(t) = &config.timeline {
+                probes.set_timeline(Arc::clone(t));
+            }
             if !raw.is_empty() {
                 probes.arm(
                     probes.new_session(),
@@ -273,6 +279,7 @@ impl Vm {
             probes: probes.clone().map(|p| (p, memory.clone())),
             sessions: Arc::clone(&sessions),
             paging: probes.is_some().then(|| Arc::clone(&paging)),
+            timeline: config.timeline.clone(),
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
         for (cpu, fd) in fds.into_iter().enumerate() {
@@ -287,7 +294,10 @@ impl Vm {
             kickers: vcpus.iter().map(VcpuHandle::kicker).collect(),
         });
         if let Some(apic) = &apic {
-            apic.set_event_sink(sessions.clone());
+            apic.set_event_sink(Arc::new(ApicFanOut {
+                sessions: Arc::clone(&sessions),
+                timeline: config.timeline.clone(),
+            }));
             apic.start(vcpus.iter().map(VcpuHandle::kicker).collect())
                 .map_err(VmmError::Thread)?;
         }

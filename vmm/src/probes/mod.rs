@@ -80,6 +80,8 @@ pub struct ArmedProbe {
     pub probe: Probe,
     /// Trap addresses (one for entry, one per return site for return).
     pub sites: Vec<u64>,
+    /// `provider:module:function:name`, for timelines.
+    pub name: Arc<str>,
     hits: Vec<AtomicU64>,
 }
 
@@ -161,6 +163,8 @@ pub struct ProbeSet {
     stepping: Mutex<Vec<Option<Stepping>>>,
     /// Told of every stop-the-world (the `sync` provider).
     observer: OnceLock<Arc<dyn SyncObserver>>,
+    /// Where hits are recorded, when the run keeps a timeline.
+    timeline: OnceLock<Arc<crate::timeline::Timeline>>,
     /// Which vCPU (index + 1) holds the single-step token; 0 when free. One step at a time:
     /// two vCPUs stopping each other for their own steps would wait for each other for ever.
     step_owner: AtomicUsize,
@@ -198,7 +202,13 @@ impl ProbeSet {
             step_owner: AtomicUsize::new(0),
             next_session: AtomicU64::new(1),
             observer: OnceLock::new(),
+            timeline: OnceLock::new(),
         }
+    }
+
+    /// Records every probe hit in `timeline`.
+    pub fn set_timeline(&self, timeline: Arc<crate::timeline::Timeline>) {
+        let _ = self.timeline.set(timeline);
     }
 
     /// Reports every stop-the-world the probes make to `observer`.
@@ -265,6 +275,7 @@ impl ProbeSet {
             };
             probes.push(Arc::new(ArmedProbe {
                 probe: probe.clone(),
+                name: probe.to_string().into(),
                 sites,
                 hits: (0..self.cpus).map(|_| AtomicU64::new(0)).collect(),
             }));
@@ -518,6 +529,12 @@ impl ProbeSet {
             for u in users {
                 if let Some(h) = u.probe.hits.get(cpu) {
                     h.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(t) = self.timeline.get() {
+                    t.record(
+                        cpu,
+                        crate::timeline::EventKind::Probe(Arc::clone(&u.probe.name)),
+                    );
                 }
                 if let Some(hook) = &u.hook {
                     hook.hit(cpu, u.index, &u.probe.probe, site, &at_trap);
