@@ -190,28 +190,7 @@ pub fn guest_symbol(guest: &str, symbol: &str) -> (u64, u64) {
 
 /// Serial output kept in memory, readable while the guest runs (for tests and benchmarks that
 /// drive `vmm::Vm` as a library).
-#[derive(Clone, Default)]
-pub struct MemorySerial(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for MemorySerial {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl MemorySerial {
-    /// Everything the guest printed so far.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
-    }
-}
+pub use vmm::devices::MemoryOutput as MemorySerial;
 
 /// Builds (does not run) a VM for built-in guest `name` with 256 MiB, serial output captured.
 pub fn library_vm(

@@ -28,6 +28,9 @@ pub enum Command {
     /// List the probes of an image, like `dtrace -l` (optionally only those matching a
     /// `provider:module:function:name` description with globs).
     List(ListArgs),
+    /// Run the same guest under hvtrace's APIC (emulated), KVM's (kvm) and split, several times
+    /// each, and print a side-by-side comparison with every difference marked.
+    Compare(CompareArgs),
     /// Attach a D program to a running VM (`hvtrace run --control SOCKET`) until the program
     /// calls `exit()`, Ctrl-C, or the VM ends. The exit status is the program's `exit()`
     /// status (0 otherwise).
@@ -52,19 +55,9 @@ pub struct ListArgs {
 /// Arguments of `hvtrace run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Built-in guest to run (see `hvtrace guests`); the default guest when neither --guest
-    /// nor --kernel is given.
-    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
-    pub guest: Option<String>,
-    /// ELF64 kernel image to run, loaded at its physical addresses and entered in 64-bit mode.
-    #[arg(long, value_name = "PATH")]
-    pub kernel: Option<PathBuf>,
-    /// Number of vCPUs (1 to the host's limit, at most 254).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub cpus: usize,
-    /// Guest RAM: bytes, or a number with a K, M or G suffix (KiB/MiB/GiB accepted).
-    #[arg(long, default_value = "256M", value_parser = parse_mem_size, value_name = "SIZE")]
-    pub mem: u64,
+    /// The guest and its machine.
+    #[command(flatten)]
+    pub g: GuestArgs,
     /// Interrupt controller: hvtrace's own user-space APIC (emulated), KVM's in-kernel irqchip
     /// (kvm), or KVM local APICs with a user-space IOAPIC (split).
     #[arg(long, value_enum, default_value_t = IrqChipMode::Emulated)]
@@ -72,9 +65,6 @@ pub struct RunArgs {
     /// Stop the guest after this many seconds and print each vCPU's state (exit status 124).
     #[arg(long, value_parser = parse_timeout, value_name = "SECS")]
     pub timeout: Option<Duration>,
-    /// Command line handed to the guest (built-in guests read options from it).
-    #[arg(long, default_value = "", value_name = "STR")]
-    pub cmdline: String,
     /// The D program and how to print its output.
     #[command(flatten)]
     pub d: ProgramArgs,
@@ -92,6 +82,47 @@ pub struct RunArgs {
     /// `hvtrace trace --attach SOCKET` can attach D programs to the running VM.
     #[arg(long, value_name = "SOCKET")]
     pub control: Option<PathBuf>,
+}
+
+/// The guest and its machine, shared by `run` and `compare`.
+#[derive(Debug, Args)]
+pub struct GuestArgs {
+    /// Built-in guest (see `hvtrace guests`); each subcommand has a default when neither
+    /// --guest nor --kernel is given.
+    #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
+    pub guest: Option<String>,
+    /// ELF64 kernel image, loaded at its physical addresses and entered in 64-bit mode.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Number of vCPUs (1 to the host's limit, at most 254).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub cpus: usize,
+    /// Guest RAM: bytes, or a number with a K, M or G suffix (KiB/MiB/GiB accepted).
+    #[arg(long, default_value = "256M", value_parser = parse_mem_size, value_name = "SIZE")]
+    pub mem: u64,
+    /// Command line handed to the guest (built-in guests read options from it).
+    #[arg(long, default_value = "", value_name = "STR")]
+    pub cmdline: String,
+}
+
+/// Arguments of `hvtrace compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The guest (default: apic-conformance) and its machine.
+    #[command(flatten)]
+    pub g: GuestArgs,
+    /// Runs per irqchip mode.
+    #[arg(long, default_value_t = 3, value_name = "R", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub runs: u32,
+    /// Bound on each run, in seconds (a run still going then counts as a hang).
+    #[arg(long, default_value = "60", value_parser = parse_timeout, value_name = "SECS")]
+    pub timeout: Duration,
+    /// Also write a self-contained HTML report (tables and plots) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Output format of the comparison on stdout.
+    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    pub format: TraceFormat,
 }
 
 /// Arguments of `hvtrace trace`.
@@ -218,12 +249,12 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(args.guest.as_deref(), Some("smp"));
-        assert_eq!(args.cpus, 4);
-        assert_eq!(args.mem, 64 << 20);
+        assert_eq!(args.g.guest.as_deref(), Some("smp"));
+        assert_eq!(args.g.cpus, 4);
+        assert_eq!(args.g.mem, 64 << 20);
         assert_eq!(args.irqchip, IrqChipMode::Kvm);
         assert_eq!(args.timeout, Some(Duration::from_secs(3)));
-        assert_eq!(args.cmdline, "a=b");
+        assert_eq!(args.g.cmdline, "a=b");
         assert!(!args.verbose);
         let cli = Cli::try_parse_from(["hvtrace", "run", "-v"]).unwrap();
         let Command::Run(args) = cli.command else {
@@ -239,8 +270,8 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(args.irqchip, IrqChipMode::Emulated);
-        assert_eq!(args.mem, 256 << 20);
-        assert_eq!(args.cpus, 1);
+        assert_eq!(args.g.mem, 256 << 20);
+        assert_eq!(args.g.cpus, 1);
         assert!(Cli::try_parse_from(["hvtrace", "run", "--guest", "a", "--kernel", "b"]).is_err());
         assert!(Cli::try_parse_from(["hvtrace", "run", "--irqchip", "pic"]).is_err());
         assert!(Cli::try_parse_from(["hvtrace", "run", "--mem", "lots"]).is_err());

@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod compare;
 pub mod control;
 pub mod cpuid;
 pub mod devices;

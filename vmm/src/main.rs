@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use vmm::cli::{Cli, Command, ListArgs, ProgramArgs, RunArgs, TraceArgs};
+use vmm::cli::{Cli, Command, CompareArgs, ListArgs, ProgramArgs, RunArgs, TraceArgs};
 use vmm::{Image, Outcome, Vm, VmConfig, VmmError};
 
 fn main() -> ExitCode {
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         }
         Command::List(args) => list_probes(&args),
         Command::Trace(args) => attach(&args),
+        Command::Compare(args) => compare(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("hvtrace: error: {}", error_line(&e));
@@ -137,11 +138,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         print_trap_strategy(args.irqchip);
     }
     let config = VmConfig {
-        image: image(args.guest.as_deref(), args.kernel.as_deref())?,
-        cpus: args.cpus,
-        mem: args.mem,
+        image: image(args.g.guest.as_deref(), args.g.kernel.as_deref())?,
+        cpus: args.g.cpus,
+        mem: args.g.mem,
         irqchip: args.irqchip,
-        cmdline: args.cmdline.clone(),
+        cmdline: args.g.cmdline.clone(),
         timeout: args.timeout,
         serial_out: Box::new(std::io::stdout()),
         probes: Vec::new(),
@@ -166,7 +167,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     on_ctrl_c(move || end.end())?;
     let outcome = vm.run()?;
     if let (Some(path), Some(timeline)) = (&args.timeline, &timeline) {
-        write_timeline(path, &title, args.cpus, timeline)?;
+        write_timeline(path, &title, args.g.cpus, timeline)?;
     }
     match &outcome {
         Outcome::GuestExit(_) => {}
@@ -249,4 +250,38 @@ fn write_timeline(
         );
     }
     Ok(())
+}
+
+/// `hvtrace compare`: every irqchip mode, side by side.
+fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    let guest = args
+        .g
+        .guest
+        .as_deref()
+        .or(args.g.kernel.is_none().then_some("apic-conformance"));
+    let spec = vmm::compare::RunSpec {
+        image: image(guest, args.g.kernel.as_deref())?,
+        cpus: args.g.cpus,
+        mem: args.g.mem,
+        cmdline: args.g.cmdline.clone(),
+        timeout: args.timeout,
+    };
+    let runs = args.runs as usize;
+    let comparison = vmm::compare::compare(&spec, runs, &vmm::compare::MODES, &mut |mode, i| {
+        eprintln!(
+            "hvtrace: compare: --irqchip {mode}, run {} of {runs}",
+            i + 1
+        )
+    })
+    .context("cannot run the comparison")?;
+    match args.format {
+        vmm::cli::TraceFormat::Text => print!("{}", vmm::compare::text_report(&comparison)),
+        vmm::cli::TraceFormat::Json => println!("{}", vmm::compare::json_report(&comparison)),
+    }
+    if let Some(path) = &args.report {
+        std::fs::write(path, vmm::compare::html_report(&comparison))
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+        eprintln!("hvtrace: compare: HTML report in {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -13,4 +13,4 @@ pub mod serial;
 pub mod testdev;
 
 pub use debug_exit::{DebugExit, DEBUG_EXIT_PORT};
-pub use serial::{SerialPort, COM1_BASE, COM1_LEN};
+pub use serial::{MemoryOutput, SerialPort, COM1_BASE, COM1_LEN};

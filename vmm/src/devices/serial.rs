@@ -107,3 +107,29 @@ mod tests {
         assert_eq!(port.with_output(|o| o.clone()), b"hi\n");
     }
 }
+
+/// Serial output kept in memory, readable while the guest runs (`compare`, and tests and
+/// benchmarks that drive [`crate::Vm`] as a library).
+#[derive(Clone, Default)]
+pub struct MemoryOutput(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for MemoryOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl MemoryOutput {
+    /// Everything written so far, as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
