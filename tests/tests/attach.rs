@@ -53,30 +53,49 @@ fn wait_for(bound: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration>
     None
 }
 
+/// Output that asks for a stop (what Ctrl-C sends) once the program has printed `first hit`.
+struct StopOnFirstHit<F: Fn()> {
+    text: Vec<u8>,
+    stop: Option<F>,
+}
+
+impl<F: Fn()> std::io::Write for StopOnFirstHit<F> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.text.extend_from_slice(buf);
+        if String::from_utf8_lossy(&self.text).contains("first hit") {
+            if let Some(stop) = self.stop.take() {
+                stop();
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Runs one attached session to its end in this thread: the program calls `exit(7)` itself
-/// (`ends_itself`), or a stop request (what Ctrl-C sends) ends it a little later.
+/// after 20 calls (`ends_itself`), or a stop request (what Ctrl-C sends) ends it once the
+/// probes have fired. Either way the probes fired while attached, however loaded the host.
 fn session(socket: &std::path::Path, ends_itself: bool) -> (Ended, String) {
     let counts = "fbt::bench_target:entry, fbt::bench_target:return { @[probename] = count(); }";
     let program = if ends_itself {
-        format!("{counts} tick-5ms {{ exit(7); }}")
+        format!("{counts} fbt::bench_target:return {{ n++; }} fbt::bench_target:return /n == 20/ {{ exit(7); }}")
     } else {
-        counts.to_string()
+        format!(
+            "{counts} fbt::bench_target:return /!seen/ {{ seen = 1; printf(\"first hit\\n\"); }}"
+        )
     };
     let attachment = Attachment::connect(socket, &spec(&program)).expect("connect");
-    let mut stop = (!ends_itself).then(|| attachment.stopper().expect("stopper"));
-    let mut out = Vec::new();
+    let mut out = StopOnFirstHit {
+        text: Vec::new(),
+        stop: (!ends_itself).then(|| attachment.stopper().expect("stopper")),
+    };
     let ended = attachment
-        .run(&mut out, &mut Vec::new(), &mut |_| {
-            // Once the probes are in, let them fire a while, then stop.
-            if let Some(stop) = stop.take() {
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(5));
-                    stop();
-                });
-            }
-        })
+        .run(&mut out, &mut Vec::new(), &mut |_| {})
         .unwrap_or_else(|e| panic!("session: {e}"));
-    (ended, String::from_utf8_lossy(&out).into_owned())
+    (ended, String::from_utf8_lossy(&out.text).into_owned())
 }
 
 #[test]
@@ -242,7 +261,7 @@ fn ctrl_c_detaches_a_client_and_ends_a_run_with_their_aggregations() {
     }
     let socket = socket_path("ctrlc");
     let hvtrace = hvtrace_path();
-    let run = Command::new(&hvtrace)
+    let mut run = Command::new(&hvtrace)
         .args([
             "run",
             "--guest",
@@ -275,7 +294,17 @@ fn ctrl_c_detaches_a_client_and_ends_a_run_with_their_aggregations() {
     let out = client.wait_with_output().expect("client output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    if out.status.code() != Some(0) {
+        let _ = run.kill();
+        let vm = run.wait_with_output().expect("run output");
+        panic!(
+            "the client failed ({:?}):\n{stdout}\n{stderr}\nthe run ({:?}):\n{}\n{}",
+            out.status,
+            vm.status,
+            String::from_utf8_lossy(&vm.stdout),
+            String::from_utf8_lossy(&vm.stderr)
+        );
+    }
     assert!(stderr.contains("fbt probes armed"), "{stderr}");
     let counted: u64 = stdout
         .split_whitespace()

@@ -68,10 +68,19 @@ pub struct ControlContext {
     pub trap_choice: Result<TrapChoice, NoTrapStrategy>,
 }
 
-/// A bound control socket, not yet serving.
+/// A bound control socket, not yet serving (removed again if dropped unserved, e.g. when the
+/// VM fails to start).
 pub struct ControlSocket {
-    listener: UnixListener,
+    listener: Option<UnixListener>,
     path: PathBuf,
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 impl ControlSocket {
@@ -101,26 +110,30 @@ impl ControlSocket {
             .map_err(bind_error)?;
         listener.set_nonblocking(true).map_err(bind_error)?;
         Ok(ControlSocket {
-            listener,
+            listener: Some(listener),
             path: path.to_path_buf(),
         })
     }
 
     /// Starts accepting clients.
-    pub fn serve(self, ctx: Arc<ControlContext>) -> ControlServer {
+    pub fn serve(mut self, ctx: Arc<ControlContext>) -> ControlServer {
         let vm_ended = Arc::new(AtomicBool::new(false));
         let clients: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = {
             let vm_ended = Arc::clone(&vm_ended);
             let clients = Arc::clone(&clients);
-            let listener = self.listener;
+            let listener = self.listener.take();
             std::thread::Builder::new()
                 .name("control-accept".into())
-                .spawn(move || accept_loop(&listener, &ctx, &vm_ended, &clients))
+                .spawn(move || {
+                    if let Some(listener) = listener {
+                        accept_loop(&listener, &ctx, &vm_ended, &clients);
+                    }
+                })
                 .ok()
         };
         ControlServer {
-            path: self.path,
+            path: self.path.clone(),
             vm_ended,
             accept,
             clients,
