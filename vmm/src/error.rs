@@ -89,6 +89,15 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    /// A `--module` file could not be read.
+    #[error("cannot read module {path}: {source}")]
+    ModuleRead {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The kernel image could not be loaded.
     #[error("cannot load kernel image {image}: {source}")]
     Load {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use vmm::cli::{Cli, Command, ListArgs, ProgramArgs, RunArgs, TraceArgs};
+use vmm::cli::{parse_module_arg, Cli, Command, ListArgs, ProgramArgs, RunArgs, TraceArgs};
+use vmm::loader::Module;
 use vmm::{Image, Outcome, Vm, VmConfig, VmmError};
 
 fn main() -> ExitCode {
@@ -94,6 +95,21 @@ fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<I
     })
 }
 
+/// Reads each `--module FILE[,ARGS]`.
+fn modules(specs: &[String]) -> Result<Vec<Module>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (path, args) = parse_module_arg(spec);
+            let bytes = std::fs::read(&path).map_err(|source| VmmError::ModuleRead {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Module { bytes, args })
+        })
+        .collect()
+}
+
 /// The D program given with `-n` / `-s`, if any.
 fn trace_spec(args: &ProgramArgs) -> Result<Option<vmm::trace::TraceSpec>> {
     if args.program.is_empty() && args.script.is_empty() {
@@ -142,6 +158,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         mem: args.mem,
         irqchip: args.irqchip,
         cmdline: args.cmdline.clone(),
+        modules: modules(&args.modules)?,
         timeout: args.timeout,
         serial_out: Box::new(std::io::stdout()),
         probes: Vec::new(),
