@@ -41,8 +41,9 @@ fn error_line(e: &anyhow::Error) -> String {
 }
 
 fn list_guests() {
-    let width = guest::all().iter().map(|g| g.name.len()).max().unwrap_or(0);
-    for g in guest::all() {
+    let guests = || guest::all().iter().chain(guest::multiboot_kernels());
+    let width = guests().map(|g| g.name.len()).max().unwrap_or(0);
+    for g in guests() {
         let default = if g.name == guest::DEFAULT_GUEST {
             " (default)"
         } else {
@@ -85,6 +86,7 @@ fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<I
         name: name.to_string(),
         known: guest::all()
             .iter()
+            .chain(guest::multiboot_kernels())
             .map(|g| g.name)
             .collect::<Vec<_>>()
             .join(", "),

@@ -81,6 +81,14 @@ pub enum LoadError {
     /// A multiboot kernel's header or layout is unusable.
     #[error("multiboot: {0}")]
     Multiboot(#[from] MultibootError),
+    /// A multiboot kernel's load failed a check shared with ELF64 images (range, entry, ELF).
+    #[error("multiboot kernel ({layout}): {source}")]
+    InMultiboot {
+        /// How it is laid out: "a.out kludge" or "ELF32".
+        layout: &'static str,
+        /// What is wrong.
+        source: Box<LoadError>,
+    },
     /// Modules were given for an image that is not a multiboot kernel.
     #[error("--module needs a multiboot kernel; this image is an ELF64 booted with hvtrace's own 64-bit protocol, which has no modules")]
     ModulesNeedMultiboot,

@@ -339,13 +339,20 @@ pub fn load(
     modules: &[Module],
     cmdline: &str,
 ) -> Result<LoadedImage, LoadError> {
-    let (entry, pieces) = match &header.kludge {
-        Some(k) => {
-            let (entry, piece) = plan_kludge(image, mem, header.offset, k)?;
-            (entry, vec![piece])
-        }
-        None => plan_elf(image, mem)?,
+    let (layout, planned) = match &header.kludge {
+        Some(k) => (
+            "a.out kludge",
+            plan_kludge(image, mem, header.offset, k).map(|(entry, piece)| (entry, vec![piece])),
+        ),
+        None => ("ELF32", plan_elf(image, mem)),
     };
+    let (entry, pieces) = planned.map_err(|e| match e {
+        LoadError::Multiboot(_) => e,
+        other => LoadError::InMultiboot {
+            layout,
+            source: Box::new(other),
+        },
+    })?;
     let kernel_end = pieces.iter().map(|p| p.range().1).max().unwrap_or(0);
     let info = mbi::plan(kernel_end, modules, cmdline, mem)?;
     let segments = write_pieces(memory, image, &pieces)?;

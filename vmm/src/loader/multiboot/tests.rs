@@ -43,9 +43,20 @@ fn kludge_kernel(code: &[u8]) -> Vec<u8> {
     image
 }
 
+/// Loads `image` into a fresh guest; a range or ELF error is unwrapped from
+/// [`LoadError::InMultiboot`] (whose message is checked once, here).
 fn load(image: &[u8]) -> Result<LoadedImage, LoadError> {
     let mem = create_guest_memory(MEM).unwrap();
-    load_image(&mem, MEM, image, &[], "")
+    load_image(&mem, MEM, image, &[], "").map_err(|e| {
+        let message = e.to_string();
+        match e {
+            LoadError::InMultiboot { source, .. } => {
+                assert!(message.starts_with("multiboot kernel ("), "{message}");
+                *source
+            }
+            other => other,
+        }
+    })
 }
 
 /// Rewrites the kludge field `i` (0 = header_addr .. 4 = entry_addr) of a kernel from
