@@ -259,3 +259,20 @@ fn modules_are_refused_for_native_images_and_missing_files() {
         "{out:?}"
     );
 }
+
+#[test]
+fn a_32_bit_kernel_is_traced_without_fbt() {
+    if !kvm_or_skip("a_32_bit_kernel_is_traced_without_fbt") {
+        return;
+    }
+    let out = run_kernel("mb-elf32", &["-n", "fbt:::entry { @ = count(); }"]);
+    assert_eq!(out.status, Some(1), "{out:?}");
+    assert!(
+        out.stderr.contains("fbt probes need 64-bit code"),
+        "{out:?}"
+    );
+    let program = "vmexit:::io /arg0 == 0xf4/ { printf(\"exit port %d\\n\", arg2); }";
+    let out = run_kernel("mb-elf32", &["--cmdline", "exit=2", "-q", "-n", program]);
+    assert!(out.stdout.contains("exit port 2"), "{out:?}");
+    assert_eq!(out.status, Some(5), "{out:?}");
+}

@@ -113,6 +113,9 @@ pub enum VmmError {
     /// Probes could not be armed.
     #[error(transparent)]
     Probes(#[from] crate::probes::ProbeError),
+    /// fbt probes were asked of a 32-bit image.
+    #[error("fbt probes need 64-bit code, and this image is a 32-bit (ELF32) kernel; its other providers (vmexit, apic, profile, tick) work")]
+    FbtNeeds64BitCode,
     /// No trap strategy works on this host with this irqchip.
     #[error(transparent)]
     NoTrapStrategy(crate::host_traps::NoTrapStrategy),

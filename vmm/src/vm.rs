@@ -180,7 +180,7 @@ impl Vm {
         let mut control = None;
         let (probes, tracing) = if traced {
             let symbols = ElfSymbols::parse(&config.image.bytes).map_err(ProbeError::from)?;
-            let all = catalogue(&config.image.bytes, &symbols);
+            let mut all = catalogue(&config.image.bytes, &symbols);
             let planned = match &config.trace {
                 Some(spec) => Some(plan(spec, &all)?),
                 None => None,
@@ -188,6 +188,14 @@ impl Vm {
             let raw = ProbeSet::resolve(&all, &config.probes)?;
             let needs_traps =
                 !raw.is_empty() || planned.as_ref().is_some_and(|p| !p.fbt.is_empty());
+            // fbt decodes and emulates 64-bit code: a 32-bit image (an ELF32 multiboot kernel)
+            // gets no fbt probes, here or from an attaching client.
+            if config.image.bytes.get(4) == Some(&1) {
+                if needs_traps {
+                    return Err(VmmError::FbtNeeds64BitCode);
+                }
+                all.retain(|p| p.provider != "fbt");
+            }
             // Probing the host costs milliseconds: only where probes may be armed.
             let choice =
                 (needs_traps || config.control.is_some()).then(|| trap_strategy(config.irqchip));
