@@ -1,13 +1,16 @@
-//! Builds the guest kernels in `asm/` into ELF64 executables in `OUT_DIR`.
+//! Builds the guest kernels in `asm/` into ELF64 executables in `OUT_DIR`, and the 32-bit
+//! multiboot test kernels: `mb-elf32.elf` (ELF32) and `mb-aout.bin` (a flat a.out-kludge
+//! binary).
 //!
 //! Each `.S` file is assembled once with `gcc -c` (so the C preprocessor runs and `common.h`
-//! can be shared); each guest is then linked from its objects with `ld` and `asm/guest.ld`.
+//! can be shared); each guest is then linked from its objects with `ld` and `asm/guest.ld`
+//! (the multiboot kernels with `-m32`, `ld -m elf_i386` and `asm/mb32.ld`).
 //! The symbol table is kept: the tracer probes guest functions by name. The tools can be
 //! overridden with `HVTRACE_GUEST_CC` and `HVTRACE_GUEST_LD`.
 
 use std::env;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Each guest: its name (the image becomes `OUT_DIR/<name>.elf`) and the sources it links.
@@ -76,6 +79,13 @@ const GUESTS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The multiboot test kernels: name, sources, and whether the output is a flat binary
+/// (`OUT_DIR/<name>.bin`, for the a.out kludge) rather than an ELF32 (`<name>.elf`).
+const MULTIBOOT_KERNELS: &[(&str, &[&str], bool)] = &[
+    ("mb-elf32", &["mb_elf32", "mb_kernel"], false),
+    ("mb-aout", &["mb_aout", "mb_kernel"], true),
+];
+
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let asm = manifest.join("asm");
@@ -98,26 +108,33 @@ fn main() {
     let cc = env::var("HVTRACE_GUEST_CC").unwrap_or_else(|_| "gcc".to_string());
     let ld = env::var("HVTRACE_GUEST_LD").unwrap_or_else(|_| "ld".to_string());
 
-    let mut sources: Vec<&str> = GUESTS.iter().flat_map(|(_, s)| s.iter().copied()).collect();
-    sources.sort_unstable();
-    sources.dedup();
-    for source in sources {
-        let src = asm.join(format!("{source}.S"));
-        let obj = obj_dir.join(format!("{source}.o"));
-        let mut cmd = Command::new(&cc);
+    let sources64 = GUESTS.iter().flat_map(|(_, s)| s.iter().copied());
+    assemble(&cc, &asm, &obj_dir, "-m64", sources64);
+    let sources32 = MULTIBOOT_KERNELS
+        .iter()
+        .flat_map(|(_, s, _)| s.iter().copied());
+    assemble(&cc, &asm, &obj_dir, "-m32", sources32);
+
+    let script32 = asm.join("mb32.ld");
+    for (name, objs, flat) in MULTIBOOT_KERNELS {
+        let image = out.join(format!("{name}.{}", if *flat { "bin" } else { "elf" }));
+        let mut cmd = Command::new(&ld);
         cmd.args([
-            "-c",
-            "-m64",
-            "-nostdinc",
-            "-Wa,--noexecstack",
-            "-Wa,--fatal-warnings",
-        ])
-        .arg("-I")
-        .arg(&asm)
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj);
-        run(&cc, &format!("assemble {}", src.display()), &mut cmd);
+            "-m",
+            "elf_i386",
+            "-nostdlib",
+            "-static",
+            "-z",
+            "max-page-size=0x1000",
+        ]);
+        if *flat {
+            cmd.args(["--oformat", "binary"]);
+        }
+        cmd.arg("-T").arg(&script32).arg("-o").arg(&image);
+        for obj in *objs {
+            cmd.arg(obj_dir.join(format!("{obj}.o")));
+        }
+        run(&ld, &format!("link multiboot kernel `{name}`"), &mut cmd);
     }
 
     let script = asm.join("guest.ld");
@@ -132,6 +149,38 @@ fn main() {
             cmd.arg(obj_dir.join(format!("{obj}.o")));
         }
         run(&ld, &format!("link guest `{name}`"), &mut cmd);
+    }
+}
+
+/// Assembles each of `sources` (once) from `asm/<source>.S` into `obj_dir/<source>.o` with
+/// `cc` and `mode` (`-m64` or `-m32`).
+fn assemble<'a>(
+    cc: &str,
+    asm: &Path,
+    obj_dir: &Path,
+    mode: &str,
+    sources: impl Iterator<Item = &'a str>,
+) {
+    let mut sources: Vec<&str> = sources.collect();
+    sources.sort_unstable();
+    sources.dedup();
+    for source in sources {
+        let src = asm.join(format!("{source}.S"));
+        let obj = obj_dir.join(format!("{source}.o"));
+        let mut cmd = Command::new(cc);
+        cmd.args([
+            "-c",
+            mode,
+            "-nostdinc",
+            "-Wa,--noexecstack",
+            "-Wa,--fatal-warnings",
+        ])
+        .arg("-I")
+        .arg(asm)
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj);
+        run(cc, &format!("assemble {}", src.display()), &mut cmd);
     }
 }
 

@@ -1,7 +1,8 @@
 //! The built-in guests: tiny x86_64 long-mode kernels written in assembly.
 //!
 //! `build.rs` assembles `asm/*.S` and links each guest into an ELF64 executable (symbol table
-//! kept, so the tracer can probe guest functions by name); this crate embeds the images.
+//! kept, so the tracer can probe guest functions by name); this crate embeds the images. The
+//! two 32-bit multiboot test kernels ([`multiboot_kernels`]) are built from the same folder.
 //!
 //! Boot contract (see `asm/common.h`): each image is linked at 1 MiB and its `PT_LOAD` segments
 //! are loaded at their physical addresses; `e_entry` (`_start`) is entered on the BSP in 64-bit
@@ -35,7 +36,7 @@ pub struct Guest {
     pub name: &'static str,
     /// One line saying what the guest does, for `hvtrace guests`.
     pub description: &'static str,
-    /// The ELF64 executable image.
+    /// The image: an ELF64 executable (a multiboot kernel for [`multiboot_kernels`]).
     pub image: &'static [u8],
 }
 
@@ -106,14 +107,43 @@ static GUESTS: [Guest; 7] = [
     },
 ];
 
-/// Every built-in guest, in listing order.
+/// The 32-bit Multiboot (v1) test kernels (`asm/mb_kernel.S`): entered as the Multiboot spec
+/// says, they check the multiboot information, print one `mb: ...` line per fact (modules
+/// with their size, FNV-1a 32 checksum and string) and exit through port 0xf4 with the
+/// `exit=N` of their command line (default 0), 0x40 + the number of failed checks, or 0x7f
+/// for a bad boot magic.
+static MULTIBOOT_KERNELS: [Guest; 2] = [
+    Guest {
+        name: "mb-elf32",
+        description: "multiboot test kernel, ELF32 (no a.out kludge): checks and prints the \
+                      multiboot information and modules, exits with `exit=N` (QEMU \
+                      convention: status (N << 1) | 1)",
+        image: include_bytes!(concat!(env!("OUT_DIR"), "/mb-elf32.elf")),
+    },
+    Guest {
+        name: "mb-aout",
+        description: "the same multiboot test kernel as a flat binary loaded through the \
+                      a.out-kludge header addresses",
+        image: include_bytes!(concat!(env!("OUT_DIR"), "/mb-aout.bin")),
+    },
+];
+
+/// Every built-in guest of hvtrace's own 64-bit protocol, in listing order.
 pub fn all() -> &'static [Guest] {
     &GUESTS
 }
 
-/// Looks a guest up by name.
+/// The multiboot test kernels (not in [`all`]: they are 32-bit and have no ELF64 symbols).
+pub fn multiboot_kernels() -> &'static [Guest] {
+    &MULTIBOOT_KERNELS
+}
+
+/// Looks a guest up by name, the multiboot test kernels included.
 pub fn find(name: &str) -> Option<&'static Guest> {
-    GUESTS.iter().find(|g| g.name == name)
+    GUESTS
+        .iter()
+        .chain(MULTIBOOT_KERNELS.iter())
+        .find(|g| g.name == name)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Checks of the embedded images, parsing the ELF headers by hand.
 
-use super::{all, find, DEFAULT_GUEST};
+use super::{all, find, multiboot_kernels, DEFAULT_GUEST};
 
 /// Functions every guest links from `common.S`.
 const COMMON: &[&str] = &[
@@ -427,4 +427,44 @@ fn spin_counters_is_a_u64_per_cpu() {
     assert!(!counters.is_func, "{counters:?}");
     assert_eq!(counters.size, 256 * 8, "{counters:?}");
     assert_eq!(counters.value % 8, 0, "{counters:?}");
+}
+
+/// The first valid multiboot header in the first 8 KiB: (file offset, flags).
+fn multiboot_header(image: &[u8]) -> Option<(usize, u32)> {
+    (0..image.len().min(8192) - 12).step_by(4).find_map(|off| {
+        let (magic, flags, sum) = (
+            u32_at(image, off),
+            u32_at(image, off + 4),
+            u32_at(image, off + 8),
+        );
+        (magic == 0x1bad_b002 && magic.wrapping_add(flags).wrapping_add(sum) == 0)
+            .then_some((off, flags))
+    })
+}
+
+#[test]
+fn multiboot_kernels_carry_their_headers() {
+    let elf = find("mb-elf32").expect("mb-elf32").image;
+    assert_eq!(&elf[..5], b"\x7fELF\x01", "ELF32");
+    assert_eq!(u16_at(elf, 18), 3, "EM_386");
+    let (_, flags) = multiboot_header(elf).expect("a multiboot header");
+    assert_eq!(flags & 0x1_0000, 0, "no a.out kludge");
+    let aout = find("mb-aout").expect("mb-aout").image;
+    assert_ne!(&aout[..4], b"\x7fELF", "a flat binary");
+    let (off, flags) = multiboot_header(aout).expect("a multiboot header");
+    assert_eq!(
+        (off, flags & 0x1_0000),
+        (0, 0x1_0000),
+        "a.out kludge at the start"
+    );
+    let (header_addr, load_addr, load_end) = (u32_at(aout, 12), u32_at(aout, 16), u32_at(aout, 20));
+    assert_eq!((header_addr, load_addr), (0x10_0000, 0x10_0000));
+    assert_eq!(
+        load_end - load_addr,
+        aout.len() as u32,
+        "the file is text and data"
+    );
+    assert!(multiboot_kernels()
+        .iter()
+        .all(|g| !all().iter().any(|n| n.name == g.name)));
 }

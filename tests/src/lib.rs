@@ -258,6 +258,7 @@ fn library_config(
         mem: 256 << 20,
         irqchip,
         cmdline: cmdline.into(),
+        modules: Vec::new(),
         timeout: Some(timeout),
         serial_out: Box::new(serial.clone()),
         probes: Vec::new(),

@@ -20,8 +20,10 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Launch a guest kernel. Its serial output goes to stdout; its debug-exit status becomes
-    /// hvtrace's exit status (124: --timeout expired, 125: the guest hit an error such as an
-    /// instruction KVM cannot emulate or a triple fault).
+    /// hvtrace's exit status: a write of `v` to port 0xf4 exits with `v` for hvtrace's own
+    /// 64-bit guests, and with `(v << 1) | 1` for multiboot kernels, as QEMU's isa-debug-exit
+    /// (also at QEMU's default port 0x501). 124: --timeout expired, 125: the guest hit an
+    /// error such as an instruction KVM cannot emulate or a triple fault.
     Run(RunArgs),
     /// List the built-in guests.
     Guests,
@@ -58,6 +60,10 @@ pub struct RunArgs {
     /// The guest and its machine.
     #[command(flatten)]
     pub g: GuestArgs,
+    /// A boot module for a multiboot kernel: FILE's bytes, with ARGS (everything after the
+    /// first comma, may hold spaces) as its string (repeatable, in order).
+    #[arg(long = "module", value_name = "FILE[,ARGS]")]
+    pub modules: Vec<String>,
     /// Interrupt controller: hvtrace's own user-space APIC (emulated), KVM's in-kernel irqchip
     /// (kvm), or KVM local APICs with a user-space IOAPIC (split).
     #[arg(long, value_enum, default_value_t = IrqChipMode::Emulated)]
@@ -91,7 +97,9 @@ pub struct GuestArgs {
     /// --guest nor --kernel is given.
     #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
     pub guest: Option<String>,
-    /// ELF64 kernel image, loaded at its physical addresses and entered in 64-bit mode.
+    /// Kernel image: a Multiboot (v1) kernel (ELF32 or a.out kludge, entered in 32-bit
+    /// protected mode with a multiboot information structure, as QEMU's -kernel), or else an
+    /// ELF64 image loaded at its physical addresses and entered in 64-bit mode.
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
     /// Number of vCPUs (1 to the host's limit, at most 254).
@@ -187,6 +195,14 @@ pub fn parse_mem_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("memory size '{s}' is too large"))
 }
 
+/// Splits a `--module FILE[,ARGS]` value into the file and its string (empty without a comma).
+pub fn parse_module_arg(s: &str) -> (PathBuf, String) {
+    match s.split_once(',') {
+        Some((file, args)) => (PathBuf::from(file), args.to_string()),
+        None => (PathBuf::from(s), String::new()),
+    }
+}
+
 /// Parses a positive number of seconds (fractions allowed).
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
@@ -255,7 +271,21 @@ mod tests {
         assert_eq!(args.irqchip, IrqChipMode::Kvm);
         assert_eq!(args.timeout, Some(Duration::from_secs(3)));
         assert_eq!(args.g.cmdline, "a=b");
+        assert!(args.modules.is_empty());
         assert!(!args.verbose);
+        let cli = Cli::try_parse_from([
+            "hvtrace", "run", "--kernel", "k", "--module", "a,x y", "--module", "b",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.modules, ["a,x y", "b"]);
+        assert_eq!(
+            parse_module_arg("a,x y,z"),
+            (PathBuf::from("a"), "x y,z".into())
+        );
+        assert_eq!(parse_module_arg("b"), (PathBuf::from("b"), String::new()));
         let cli = Cli::try_parse_from(["hvtrace", "run", "-v"]).unwrap();
         let Command::Run(args) = cli.command else {
             panic!("not run")

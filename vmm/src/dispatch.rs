@@ -13,7 +13,7 @@ use vcpu::{
 };
 
 use crate::devices::testdev::{self, IrqLines};
-use crate::devices::{DebugExit, SerialPort, COM1_BASE, COM1_LEN, DEBUG_EXIT_PORT};
+use crate::devices::{DebugExit, SerialPort, COM1_BASE, COM1_LEN};
 use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::IrqChipMode;
@@ -145,7 +145,7 @@ impl ExitHandler for Dispatcher {
             if let Some(b) = data.first() {
                 self.serial.write(offset, *b)?;
             }
-        } else if port == DEBUG_EXIT_PORT {
+        } else if self.debug_exit.handles(port) {
             self.end.finish(Ending::Exit(self.debug_exit.status(data)));
         } else if let Some(line) = testdev::line_of(port) {
             let level = data.iter().any(|b| *b != 0);

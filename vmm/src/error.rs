@@ -89,6 +89,15 @@ pub enum VmmError {
         #[source]
         source: std::io::Error,
     },
+    /// A `--module` file could not be read.
+    #[error("cannot read module {path}: {source}")]
+    ModuleRead {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The kernel image could not be loaded.
     #[error("cannot load kernel image {image}: {source}")]
     Load {
@@ -104,6 +113,9 @@ pub enum VmmError {
     /// Probes could not be armed.
     #[error(transparent)]
     Probes(#[from] crate::probes::ProbeError),
+    /// fbt probes were asked of a 32-bit image.
+    #[error("fbt probes need 64-bit code, and this image is a 32-bit (ELF32) kernel; its other providers (vmexit, apic, profile, tick) work")]
+    FbtNeeds64BitCode,
     /// No trap strategy works on this host with this irqchip.
     #[error(transparent)]
     NoTrapStrategy(crate::host_traps::NoTrapStrategy),

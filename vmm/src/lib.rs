@@ -4,6 +4,7 @@
 //! The `hvtrace` binary (`src/main.rs`) is a thin layer over [`vm::Vm`].
 
 pub mod boot;
+pub mod boot32;
 pub mod cli;
 pub mod compare;
 pub mod control;

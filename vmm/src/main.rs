@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 
-use vmm::cli::{Cli, Command, CompareArgs, ListArgs, ProgramArgs, RunArgs, TraceArgs};
+use vmm::cli::{
+    parse_module_arg, Cli, Command, CompareArgs, ListArgs, ProgramArgs, RunArgs, TraceArgs,
+};
+use vmm::loader::Module;
 use vmm::{Image, Outcome, Vm, VmConfig, VmmError};
 
 fn main() -> ExitCode {
@@ -41,8 +44,9 @@ fn error_line(e: &anyhow::Error) -> String {
 }
 
 fn list_guests() {
-    let width = guest::all().iter().map(|g| g.name.len()).max().unwrap_or(0);
-    for g in guest::all() {
+    let guests = || guest::all().iter().chain(guest::multiboot_kernels());
+    let width = guests().map(|g| g.name.len()).max().unwrap_or(0);
+    for g in guests() {
         let default = if g.name == guest::DEFAULT_GUEST {
             " (default)"
         } else {
@@ -85,6 +89,7 @@ fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<I
         name: name.to_string(),
         known: guest::all()
             .iter()
+            .chain(guest::multiboot_kernels())
             .map(|g| g.name)
             .collect::<Vec<_>>()
             .join(", "),
@@ -93,6 +98,21 @@ fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<I
         name: format!("built-in guest '{}'", g.name),
         bytes: g.image.to_vec(),
     })
+}
+
+/// Reads each `--module FILE[,ARGS]`.
+fn modules(specs: &[String]) -> Result<Vec<Module>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let (path, args) = parse_module_arg(spec);
+            let bytes = std::fs::read(&path).map_err(|source| VmmError::ModuleRead {
+                path: path.clone(),
+                source,
+            })?;
+            Ok(Module { bytes, args })
+        })
+        .collect()
 }
 
 /// The D program given with `-n` / `-s`, if any.
@@ -143,6 +163,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         mem: args.g.mem,
         irqchip: args.irqchip,
         cmdline: args.g.cmdline.clone(),
+        modules: modules(&args.modules)?,
         timeout: args.timeout,
         serial_out: Box::new(std::io::stdout()),
         probes: Vec::new(),

@@ -12,11 +12,12 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 use vcpu::{VcpuHandle, World};
 
 use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
+use crate::boot32;
 use crate::control::{ControlContext, ControlSocket};
 use crate::cpuid::{patch_for_emulated_apic, patch_for_vcpu};
 use crate::devices::serial::IrqLine;
 use crate::devices::testdev::IrqLines;
-use crate::devices::{DebugExit, SerialPort};
+use crate::devices::{DebugExit, ExitConvention, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, SerialOut};
 use crate::error::{kvm, VmmError};
@@ -26,7 +27,7 @@ use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::{self, IrqChipMode};
 use crate::layout::create_guest_memory;
-use crate::loader::load_elf;
+use crate::loader::{load_image, BootProtocol, LoadedImage, Module};
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
 use crate::probes::{HitHook, ProbeError, ProbeSet};
@@ -47,7 +48,7 @@ pub const STOP_BOUND: Duration = Duration::from_secs(2);
 pub struct Image {
     /// Name or path, for messages.
     pub name: String,
-    /// The ELF64 bytes.
+    /// The image's bytes: an ELF64 executable or a multiboot kernel.
     pub bytes: Vec<u8>,
 }
 
@@ -63,6 +64,8 @@ pub struct VmConfig {
     pub irqchip: IrqChipMode,
     /// Command line handed to the guest.
     pub cmdline: String,
+    /// Boot modules (multiboot kernels only).
+    pub modules: Vec<Module>,
     /// Stop the guest after this long.
     pub timeout: Option<Duration>,
     /// Where the guest's serial output goes.
@@ -134,12 +137,21 @@ impl Vm {
         register_memory(&vm, &memory)?;
         irqchip::setup(&kvm_handle, &vm, config.irqchip)?;
 
-        let loaded = load_elf(&memory, config.mem, &config.image.bytes).map_err(|source| {
-            VmmError::Load {
-                image: config.image.name.clone(),
-                source,
-            }
+        let loaded = load_image(
+            &memory,
+            config.mem,
+            &config.image.bytes,
+            &config.modules,
+            &config.cmdline,
+        )
+        .map_err(|source| VmmError::Load {
+            image: config.image.name.clone(),
+            source,
         })?;
+        for warning in &loaded.warnings {
+            eprintln!("hvtrace: warning: {warning}");
+        }
+        let multiboot = matches!(loaded.protocol, BootProtocol::Multiboot { .. });
         mptable::write(&memory, config.cpus as u8)?;
 
         let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
@@ -156,7 +168,7 @@ impl Vm {
             }
             fd.set_cpuid2(&cpuid).map_err(kvm("KVM_SET_CPUID2"))?;
             if cpu == 0 {
-                setup_bsp(&fd, loaded.entry)?;
+                setup_bsp(&fd, &loaded)?;
             }
             fds.push(fd);
         }
@@ -171,7 +183,7 @@ impl Vm {
         let mut control = None;
         let (probes, tracing) = if traced {
             let symbols = ElfSymbols::parse(&config.image.bytes).map_err(ProbeError::from)?;
-            let all = catalogue(&config.image.bytes, &symbols);
+            let mut all = catalogue(&config.image.bytes, &symbols);
             let planned = match &config.trace {
                 Some(spec) => Some(plan(spec, &all)?),
                 None => None,
@@ -179,6 +191,14 @@ impl Vm {
             let raw = ProbeSet::resolve(&all, &config.probes)?;
             let needs_traps =
                 !raw.is_empty() || planned.as_ref().is_some_and(|p| !p.fbt.is_empty());
+            // fbt decodes and emulates 64-bit code: a 32-bit image (an ELF32 multiboot kernel)
+            // gets no fbt probes, here or from an attaching client.
+            if config.image.bytes.get(4) == Some(&1) {
+                if needs_traps {
+                    return Err(VmmError::FbtNeeds64BitCode);
+                }
+                all.retain(|p| p.provider != "fbt");
+            }
             // Probing the host costs milliseconds: only where probes may be armed.
             let choice =
                 (needs_traps || config.control.is_some()).then(|| trap_strategy(config.irqchip));
@@ -251,10 +271,18 @@ impl Vm {
                 cpu_count: config.cpus as u32,
                 bsp_apic_id: 0,
                 mem_size: config.mem,
-                cmdline: config.cmdline.clone(),
+                // A multiboot kernel finds its command line in the MBI.
+                cmdline: if multiboot {
+                    String::new()
+                } else {
+                    config.cmdline.clone()
+                },
                 tsc_khz: fds[0].get_tsc_khz().unwrap_or(0),
             },
         )?;
+        if multiboot {
+            boot32::write_gdt(&memory)?;
+        }
 
         let apic = match config.irqchip {
             IrqChipMode::Emulated => Some(emulated_irqchip(&fds[0], &supported, config.cpus)?),
@@ -270,7 +298,13 @@ impl Vm {
         let end = Arc::new(EndSignal::default());
         let dispatcher = Arc::new(Dispatcher {
             serial: SerialPort::new(IrqLine::new(irq_lines.clone()), config.serial_out),
-            debug_exit: DebugExit,
+            debug_exit: DebugExit {
+                convention: if multiboot {
+                    ExitConvention::Qemu
+                } else {
+                    ExitConvention::Value
+                },
+            },
             end: Arc::clone(&end),
             irqchip: config.irqchip,
             irq_lines,
@@ -485,12 +519,21 @@ fn emulated_irqchip(
         .map_err(VmmError::EmulatedApic)
 }
 
-fn setup_bsp(fd: &VcpuFd, entry: u64) -> Result<(), VmmError> {
+/// Puts the bootstrap processor at the image's entry, in the state its protocol specifies.
+fn setup_bsp(fd: &VcpuFd, loaded: &LoadedImage) -> Result<(), VmmError> {
     let mut sregs = fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
-    long_mode_sregs(&mut sregs);
+    let regs = match loaded.protocol {
+        BootProtocol::Native => {
+            long_mode_sregs(&mut sregs);
+            entry_regs(loaded.entry)
+        }
+        BootProtocol::Multiboot { mbi } => {
+            boot32::protected_mode_sregs(&mut sregs);
+            boot32::entry_regs(loaded.entry, mbi)
+        }
+    };
     fd.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
-    fd.set_regs(&entry_regs(entry))
-        .map_err(kvm("KVM_SET_REGS"))?;
+    fd.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
     let fpu = kvm_fpu {
         fcw: 0x37f,
         mxcsr: 0x1f80,

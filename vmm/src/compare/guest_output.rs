@@ -112,6 +112,6 @@ mod tests {
         assert!(!m.keys().any(|k| k.contains("PASS")));
         let m = metrics("FAIL nested: handler with IF=1 gets 0x91\nx: (a=1) b=2\n");
         assert_eq!(m.len(), 1, "{m:?}");
-        assert_eq!(m["b"], 2.0);
+        assert_eq!(m["(a=1) b"], 2.0);
     }
 }

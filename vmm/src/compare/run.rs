@@ -67,6 +67,7 @@ pub fn run_once(spec: &RunSpec, irqchip: IrqChipMode) -> Result<RunResult, VmmEr
         mem: spec.mem,
         irqchip,
         cmdline: spec.cmdline.clone(),
+        modules: Vec::new(),
         timeout: Some(spec.timeout),
         serial_out: Box::new(serial.clone()),
         probes: Vec::new(),

@@ -1,107 +1,56 @@
-//! Loading ELF64 guest images into guest memory.
+//! ELF images: the ELF64 x86_64 executables of hvtrace's own boot protocol, and (through the
+//! same code) the ELF32 i386 images of multiboot kernels.
 //!
 //! Each `PT_LOAD` segment is copied to its physical address (`p_paddr`) and its bss is zeroed.
 //! Segments must lie in RAM and stay clear of the VMM's own tables (see [`crate::layout`]).
 
-use object::elf::{FileHeader64, EM_X86_64, ET_EXEC, PT_LOAD};
+use object::elf::{FileHeader32, FileHeader64, EM_386, EM_X86_64, ET_EXEC, PT_LOAD};
 use object::read::elf::{FileHeader, ProgramHeader};
 use object::Endianness;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
-use crate::layout::{in_ram, VMM_RESERVED};
+use super::{check_range, write_pieces, BootProtocol, LoadError, LoadedImage, Piece};
 
-/// Why an image could not be loaded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum LoadError {
-    /// The file does not start with the ELF magic.
-    #[error("not an ELF file (it does not start with \\x7fELF)")]
-    NotElf,
-    /// The ELF header or program headers could not be parsed.
-    #[error("malformed or truncated ELF: {0}")]
-    Malformed(String),
-    /// An ELF file, but not the kind the VMM boots.
-    #[error("unsupported ELF: {0}")]
-    Unsupported(String),
-    /// No loadable segment.
-    #[error("the ELF has no PT_LOAD segment")]
-    NoSegments,
-    /// A segment's file range runs past the end of the file.
-    #[error("segment {index} needs file bytes {start:#x}..{end:#x}, but the file is only {len:#x} bytes (truncated?)")]
-    Truncated {
-        /// Program header index.
-        index: usize,
-        /// File offset of the segment.
-        start: u64,
-        /// End of its bytes in the file.
-        end: u64,
-        /// File length.
-        len: u64,
-    },
-    /// A segment does not fit in guest RAM.
-    #[error("segment {index} at {start:#x}..{end:#x} lies outside guest RAM ({mem} bytes)")]
-    OutsideRam {
-        /// Program header index.
-        index: usize,
-        /// Physical start.
-        start: u64,
-        /// Physical end.
-        end: u64,
-        /// RAM size.
-        mem: u64,
-    },
-    /// A segment overlaps memory the VMM uses.
-    #[error("segment {index} at {start:#x}..{end:#x} overlaps {what} ({rstart:#x}..{rend:#x})")]
-    Reserved {
-        /// Program header index.
-        index: usize,
-        /// Physical start.
-        start: u64,
-        /// Physical end.
-        end: u64,
-        /// What lives there.
-        what: &'static str,
-        /// Reserved range start.
-        rstart: u64,
-        /// Reserved range end.
-        rend: u64,
-    },
-    /// The entry point is not inside a loaded executable segment.
-    #[error("entry point {0:#x} is not inside any loaded segment")]
-    BadEntry(u64),
-    /// Writing guest memory failed.
-    #[error("guest memory write failed: {0}")]
-    Write(String),
-}
-
-/// The result of loading an image.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LoadedImage {
-    /// The entry point (a physical = virtual address under the identity map).
+/// A parsed, validated ELF executable: its entry and its loadable segments.
+pub(crate) struct ElfPlan {
+    /// `e_entry` as written in the file.
     pub entry: u64,
-    /// Loaded physical ranges `[start, end)`.
-    pub segments: Vec<(u64, u64)>,
+    /// Each `PT_LOAD` segment, with its virtual address.
+    pub segments: Vec<(Piece, u64)>,
 }
 
-/// One loadable segment, validated.
-struct Segment {
-    paddr: u64,
-    file_range: std::ops::Range<usize>,
-    memsz: u64,
+impl ElfPlan {
+    /// The pieces to write.
+    pub fn pieces(&self) -> Vec<Piece> {
+        self.segments.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    /// Whether physical address `addr` lies in a loaded segment.
+    pub fn holds(&self, addr: u64) -> bool {
+        self.segments
+            .iter()
+            .any(|(p, _)| addr >= p.paddr && addr < p.paddr + p.memsz)
+    }
 }
 
-/// Parses and validates `image` for a guest with `mem` bytes of RAM, without writing anything.
-fn plan(image: &[u8], mem: u64) -> Result<(u64, Vec<Segment>), LoadError> {
+/// Parses and validates an ELF executable of class `Elf` for `machine` (named `arch` in
+/// messages) for a guest with `mem` bytes of RAM, without writing anything.
+fn plan<Elf: FileHeader<Endian = Endianness>>(
+    image: &[u8],
+    mem: u64,
+    machine: u16,
+    arch: &str,
+) -> Result<ElfPlan, LoadError> {
     if image.len() < 4 || &image[..4] != b"\x7fELF" {
         return Err(LoadError::NotElf);
     }
-    let header = FileHeader64::<Endianness>::parse(image)
-        .map_err(|e| LoadError::Malformed(e.to_string()))?;
+    let header = Elf::parse(image).map_err(|e| LoadError::Malformed(e.to_string()))?;
     let endian = header
         .endian()
         .map_err(|e| LoadError::Malformed(e.to_string()))?;
-    if header.e_machine(endian) != EM_X86_64 {
+    if header.e_machine(endian) != machine {
         return Err(LoadError::Unsupported(format!(
-            "machine {} is not x86_64",
+            "machine {} is not {arch}",
             header.e_machine(endian)
         )));
     }
@@ -120,9 +69,11 @@ fn plan(image: &[u8], mem: u64) -> Result<(u64, Vec<Segment>), LoadError> {
         if ph.p_type(endian) != PT_LOAD {
             continue;
         }
-        let (offset, filesz, memsz) =
-            (ph.p_offset(endian), ph.p_filesz(endian), ph.p_memsz(endian));
-        let paddr = ph.p_paddr(endian);
+        let offset: u64 = ph.p_offset(endian).into();
+        let filesz: u64 = ph.p_filesz(endian).into();
+        let memsz: u64 = ph.p_memsz(endian).into();
+        let paddr: u64 = ph.p_paddr(endian).into();
+        let vaddr: u64 = ph.p_vaddr(endian).into();
         let file_end = offset
             .checked_add(filesz)
             .ok_or_else(|| LoadError::Malformed(format!("segment {index} file range overflows")))?;
@@ -142,71 +93,51 @@ fn plan(image: &[u8], mem: u64) -> Result<(u64, Vec<Segment>), LoadError> {
         let end = paddr
             .checked_add(memsz)
             .ok_or_else(|| LoadError::Malformed(format!("segment {index} address overflows")))?;
-        if !in_ram(mem, paddr, end) {
-            return Err(LoadError::OutsideRam {
-                index,
-                start: paddr,
-                end,
-                mem,
-            });
-        }
-        if let Some(&(rstart, rend, what)) = VMM_RESERVED
-            .iter()
-            .find(|(rs, re, _)| paddr < *re && end > *rs)
-        {
-            return Err(LoadError::Reserved {
-                index,
-                start: paddr,
-                end,
-                what,
-                rstart,
-                rend,
-            });
-        }
-        segments.push(Segment {
+        check_range(index, paddr, end, mem)?;
+        let piece = Piece {
             paddr,
             file_range: offset as usize..file_end as usize,
             memsz,
-        });
+        };
+        segments.push((piece, vaddr));
     }
     if segments.is_empty() {
         return Err(LoadError::NoSegments);
     }
-    let entry = header.e_entry(endian);
-    if !segments
-        .iter()
-        .any(|s| entry >= s.paddr && entry < s.paddr + s.memsz)
-    {
-        return Err(LoadError::BadEntry(entry));
-    }
-    Ok((entry, segments))
+    Ok(ElfPlan {
+        entry: header.e_entry(endian).into(),
+        segments,
+    })
 }
 
-/// Loads `image` into `memory` (a guest of `mem` bytes) and returns its entry point.
+/// Plans an ELF64 x86_64 image of hvtrace's own protocol: its entry must be a physical
+/// address inside a loaded segment (vaddr == paddr).
+pub(crate) fn plan_native(image: &[u8], mem: u64) -> Result<ElfPlan, LoadError> {
+    let plan = plan::<FileHeader64<Endianness>>(image, mem, EM_X86_64, "x86_64")?;
+    if !plan.holds(plan.entry) {
+        return Err(LoadError::BadEntry(plan.entry));
+    }
+    Ok(plan)
+}
+
+/// Plans the ELF32 i386 image of a multiboot kernel (the entry is checked by the caller).
+pub(crate) fn plan_elf32(image: &[u8], mem: u64) -> Result<ElfPlan, LoadError> {
+    plan::<FileHeader32<Endianness>>(image, mem, EM_386, "i386 (a multiboot ELF must be 32-bit)")
+}
+
+/// Loads the ELF64 `image` into `memory` (a guest of `mem` bytes) and returns its entry point.
 pub fn load_elf(
     memory: &GuestMemoryMmap,
     mem: u64,
     image: &[u8],
 ) -> Result<LoadedImage, LoadError> {
-    let (entry, segments) = plan(image, mem)?;
-    let mut loaded = Vec::with_capacity(segments.len());
-    for s in &segments {
-        let bytes = &image[s.file_range.clone()];
-        memory
-            .write_slice(bytes, GuestAddress(s.paddr))
-            .map_err(|e| LoadError::Write(e.to_string()))?;
-        let bss = s.memsz - bytes.len() as u64;
-        if bss > 0 {
-            let zeros = vec![0u8; bss as usize];
-            memory
-                .write_slice(&zeros, GuestAddress(s.paddr + bytes.len() as u64))
-                .map_err(|e| LoadError::Write(e.to_string()))?;
-        }
-        loaded.push((s.paddr, s.paddr + s.memsz));
-    }
+    let plan = plan_native(image, mem)?;
+    let segments = write_pieces(memory, image, &plan.pieces())?;
     Ok(LoadedImage {
-        entry,
-        segments: loaded,
+        entry: plan.entry,
+        segments,
+        protocol: BootProtocol::Native,
+        warnings: Vec::new(),
     })
 }
 
@@ -214,6 +145,7 @@ pub fn load_elf(
 mod tests {
     use super::*;
     use crate::layout::create_guest_memory;
+    use vm_memory::{Bytes, GuestAddress};
 
     const MEM: u64 = 64 << 20;
 

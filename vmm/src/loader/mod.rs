@@ -1,0 +1,224 @@
+//! Loading guest images into guest memory.
+//!
+//! Two boot protocols, told apart by the image itself:
+//! - a **Multiboot (version 1)** kernel (a valid header in the first 8 KiB, see [`multiboot`])
+//!   is loaded as QEMU's `-kernel` does: through its a.out-kludge addresses when flags bit 16
+//!   is set, else as an ELF32 image; modules follow it in memory and a multiboot information
+//!   structure ([`mbi`]) follows them. It is entered in 32-bit protected mode (`crate::boot32`).
+//! - any other image must be an ELF64 x86_64 executable ([`elf`]), entered in 64-bit long mode
+//!   with hvtrace's boot-info block (`crate::boot`).
+//!
+//! Every loaded range must lie in RAM and stay clear of the VMM's own tables (see
+//! [`crate::layout`]); nothing is written before the whole image has been checked.
+
+pub mod elf;
+pub mod mbi;
+pub mod multiboot;
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::layout::{in_ram, VMM_RESERVED};
+pub use multiboot::MultibootError;
+
+/// Why an image could not be loaded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoadError {
+    /// The file does not start with the ELF magic (and has no multiboot header).
+    #[error("not an ELF file (it does not start with \\x7fELF) and it has no multiboot header")]
+    NotElf,
+    /// The ELF header or program headers could not be parsed.
+    #[error("malformed or truncated ELF: {0}")]
+    Malformed(String),
+    /// An ELF file, but not the kind the VMM boots.
+    #[error("unsupported ELF: {0}")]
+    Unsupported(String),
+    /// No loadable segment.
+    #[error("the ELF has no PT_LOAD segment")]
+    NoSegments,
+    /// A segment's file range runs past the end of the file.
+    #[error("segment {index} needs file bytes {start:#x}..{end:#x}, but the file is only {len:#x} bytes (truncated?)")]
+    Truncated {
+        /// Program header index.
+        index: usize,
+        /// File offset of the segment.
+        start: u64,
+        /// End of its bytes in the file.
+        end: u64,
+        /// File length.
+        len: u64,
+    },
+    /// A segment does not fit in guest RAM.
+    #[error("segment {index} at {start:#x}..{end:#x} lies outside guest RAM ({mem} bytes)")]
+    OutsideRam {
+        /// Program header index.
+        index: usize,
+        /// Physical start.
+        start: u64,
+        /// Physical end.
+        end: u64,
+        /// RAM size.
+        mem: u64,
+    },
+    /// A segment overlaps memory the VMM uses.
+    #[error("segment {index} at {start:#x}..{end:#x} overlaps {what} ({rstart:#x}..{rend:#x})")]
+    Reserved {
+        /// Program header index.
+        index: usize,
+        /// Physical start.
+        start: u64,
+        /// Physical end.
+        end: u64,
+        /// What lives there.
+        what: &'static str,
+        /// Reserved range start.
+        rstart: u64,
+        /// Reserved range end.
+        rend: u64,
+    },
+    /// The entry point is not inside a loaded executable segment.
+    #[error("entry point {0:#x} is not inside any loaded segment")]
+    BadEntry(u64),
+    /// A multiboot kernel's header or layout is unusable.
+    #[error("multiboot: {0}")]
+    Multiboot(#[from] MultibootError),
+    /// A multiboot kernel's load failed a check shared with ELF64 images (range, entry, ELF).
+    #[error("multiboot kernel ({layout}): {source}")]
+    InMultiboot {
+        /// How it is laid out: "a.out kludge" or "ELF32".
+        layout: &'static str,
+        /// What is wrong.
+        source: Box<LoadError>,
+    },
+    /// Modules were given for an image that is not a multiboot kernel.
+    #[error("--module needs a multiboot kernel; this image is an ELF64 booted with hvtrace's own 64-bit protocol, which has no modules")]
+    ModulesNeedMultiboot,
+    /// Writing guest memory failed.
+    #[error("guest memory write failed: {0}")]
+    Write(String),
+}
+
+/// How the bootstrap processor enters a loaded image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BootProtocol {
+    /// 64-bit long mode with hvtrace's boot-info block in RDI (`crate::boot`).
+    Native,
+    /// 32-bit protected mode, EAX = 0x2BADB002, EBX = the multiboot information structure.
+    Multiboot {
+        /// Physical address of the multiboot information structure.
+        mbi: u64,
+    },
+}
+
+/// The result of loading an image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadedImage {
+    /// The entry point (a physical address).
+    pub entry: u64,
+    /// Loaded physical ranges `[start, end)` of the image itself (modules and MBI excluded).
+    pub segments: Vec<(u64, u64)>,
+    /// How to enter it.
+    pub protocol: BootProtocol,
+    /// Things the loader accepted but could not honour (e.g. a requested video mode), for the
+    /// user to see.
+    pub warnings: Vec<String>,
+}
+
+/// A boot module of a multiboot kernel (`--module FILE[,ARGS]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// The string the kernel sees with it (its command line).
+    pub args: String,
+}
+
+/// One validated range to write: bytes from the file at `paddr`, then zeros up to `memsz`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Piece {
+    /// Physical load address.
+    pub paddr: u64,
+    /// Its bytes in the image file.
+    pub file_range: std::ops::Range<usize>,
+    /// Bytes in memory (the rest after the file bytes is zeroed).
+    pub memsz: u64,
+}
+
+impl Piece {
+    /// `[start, end)` in guest-physical memory.
+    pub fn range(&self) -> (u64, u64) {
+        (self.paddr, self.paddr + self.memsz)
+    }
+}
+
+/// Checks that range `index` at `[start, end)` lies in RAM and clear of the VMM's tables.
+pub(crate) fn check_range(index: usize, start: u64, end: u64, mem: u64) -> Result<(), LoadError> {
+    if !in_ram(mem, start, end) {
+        return Err(LoadError::OutsideRam {
+            index,
+            start,
+            end,
+            mem,
+        });
+    }
+    if let Some(&(rstart, rend, what)) = VMM_RESERVED
+        .iter()
+        .find(|(rs, re, _)| start < *re && end > *rs)
+    {
+        return Err(LoadError::Reserved {
+            index,
+            start,
+            end,
+            what,
+            rstart,
+            rend,
+        });
+    }
+    Ok(())
+}
+
+/// Writes `bytes` at `addr`.
+pub(crate) fn write(memory: &GuestMemoryMmap, addr: u64, bytes: &[u8]) -> Result<(), LoadError> {
+    memory
+        .write_slice(bytes, GuestAddress(addr))
+        .map_err(|e| LoadError::Write(e.to_string()))
+}
+
+/// Writes each piece of `image` (file bytes, then zeros) and returns the loaded ranges.
+pub(crate) fn write_pieces(
+    memory: &GuestMemoryMmap,
+    image: &[u8],
+    pieces: &[Piece],
+) -> Result<Vec<(u64, u64)>, LoadError> {
+    for p in pieces {
+        let bytes = &image[p.file_range.clone()];
+        write(memory, p.paddr, bytes)?;
+        let bss = p.memsz - bytes.len() as u64;
+        if bss > 0 {
+            write(
+                memory,
+                p.paddr + bytes.len() as u64,
+                &vec![0u8; bss as usize],
+            )?;
+        }
+    }
+    Ok(pieces.iter().map(Piece::range).collect())
+}
+
+/// Loads `image` into `memory` (a guest of `mem` bytes): a multiboot kernel with its
+/// `modules` and `cmdline`, or else an ELF64 image (which takes no modules).
+pub fn load_image(
+    memory: &GuestMemoryMmap,
+    mem: u64,
+    image: &[u8],
+    modules: &[Module],
+    cmdline: &str,
+) -> Result<LoadedImage, LoadError> {
+    match multiboot::find_header(image)? {
+        Some(header) => multiboot::load(memory, mem, image, &header, modules, cmdline),
+        None if !modules.is_empty() => {
+            elf::plan_native(image, mem)?;
+            Err(LoadError::ModulesNeedMultiboot)
+        }
+        None => elf::load_elf(memory, mem, image),
+    }
+}
