@@ -53,7 +53,9 @@ fn list_guests() {
 
 fn list_probes(args: &ListArgs) -> Result<ExitCode> {
     let image = image(args.guest.as_deref(), args.kernel.as_deref())?;
-    let symbols = tracer::symbols::ElfSymbols::parse(&image.bytes)
+    // `.symtab` where the image has one, else the kernel's own kallsyms (a distribution's
+    // vmlinux).
+    let symbols = tracer::symbols::ElfSymbols::load(&image.bytes)
         .with_context(|| format!("cannot list the probes of {}", image.name))?;
     let probes = tracer::probes::catalogue(&image.bytes, &symbols);
     let pattern = args.pattern.as_deref().unwrap_or("");
