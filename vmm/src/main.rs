@@ -66,7 +66,28 @@ fn list_probes(args: &ListArgs) -> Result<ExitCode> {
     if matching.is_empty() {
         anyhow::bail!("no probe of {} matches '{pattern}'", image.name);
     }
-    print!("{}", tracer::probes::listing(matching));
+    if !args.verbose {
+        print!("{}", tracer::probes::listing(matching));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let btf = match tracer::btf::Btf::from_elf(&image.bytes) {
+        Ok(btf) => Some(btf),
+        Err(e) => {
+            eprintln!("hvtrace: no prototypes for {}: {e}", image.name);
+            None
+        }
+    };
+    let detail = |p: &tracer::probes::Probe| {
+        let btf = btf.as_ref()?;
+        if p.provider != "fbt" {
+            return None;
+        }
+        Some(match btf.function(&p.function) {
+            Some(proto) => btf.render_prototype(&proto),
+            None => "(no BTF prototype)".to_owned(),
+        })
+    };
+    print!("{}", tracer::probes::listing_with(matching, detail));
     Ok(ExitCode::SUCCESS)
 }
 
