@@ -4,10 +4,12 @@
 //! Every test that needs `/dev/kvm` calls [`kvm_or_skip`] first. On a machine without KVM it
 //! prints a line starting with `SKIPPED:` and, when `HVTRACE_SKIP_LOG` names a file, appends
 //! the line there too; `.ci/run` fails the build if that file is not empty on a machine that
-//! has `/dev/kvm`.
+//! has `/dev/kvm`. Tests of the fetched Linux guest skip the same way where it is missing
+//! ([`linux::linux_guest_or_skip`]).
 
 pub mod bench;
 pub mod ipi_bench;
+pub mod linux;
 
 use std::io::Read;
 use std::path::PathBuf;

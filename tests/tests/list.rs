@@ -71,3 +71,39 @@ fn an_image_without_symbols_or_a_non_elf_file_is_refused_clearly() {
         "{out:?}"
     );
 }
+
+#[test]
+fn lists_a_distribution_kernel_with_kallsyms_and_btf_prototypes() {
+    let test = "lists_a_distribution_kernel_with_kallsyms_and_btf_prototypes";
+    let Some(vmlinux) = tests::linux::linux_guest_or_skip(test, "vmlinux") else {
+        return;
+    };
+    let out = run_hvtrace(
+        &[
+            "list",
+            "--kernel",
+            vmlinux.to_str().unwrap(),
+            "fbt::*openat*:entry",
+            "-v",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .eq(["fbt", "kernel", "do_sys_openat2", "entry"])
+        })
+        .unwrap_or_else(|| panic!("no do_sys_openat2 entry probe: {out:?}"));
+    assert_eq!(
+        lines[at + 1].trim(),
+        "long int do_sys_openat2(int dfd, const char *filename, struct open_how *how)"
+    );
+    assert!(
+        !out.stdout.contains("__pfx_"),
+        "padding symbols are not probes"
+    );
+}

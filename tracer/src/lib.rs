@@ -3,7 +3,9 @@
 //!
 //! It never issues ioctls itself; the VMM gives it registers, memory and stops.
 //!
-//! - [`symbols`]: function symbols of an image (ELF `.symtab` today), glob lookup.
+//! - [`symbols`]: function symbols of an image (ELF `.symtab`, or the kernel's kallsyms),
+//!   glob lookup.
+//! - [`btf`]: the kernel's BTF types: function prototypes, struct layouts, sizes.
 //! - [`traps`]: instruction boundaries and return sites of a function, trap kinds, the trap
 //!   table with the shadow of original bytes, and emulation of displaced instructions.
 //! - [`pagewalk`]: guest-virtual to guest-physical translation and bounded guest reads.
@@ -12,6 +14,7 @@
 //! - [`runtime`]: clause evaluation against a [`runtime::ProbeContext`], per-vCPU record
 //!   buffers and aggregations, the consumer that folds and prints them (text and JSON).
 
+pub mod btf;
 pub mod lang;
 pub mod pagewalk;
 pub mod probes;

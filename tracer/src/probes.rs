@@ -120,6 +120,15 @@ pub fn catalogue(image: &[u8], symbols: &ElfSymbols) -> Vec<Probe> {
 /// Probes with their IDs (1-based positions in the full catalogue) in `dtrace -l`'s layout: a
 /// header, then `ID PROVIDER MODULE FUNCTION NAME`.
 pub fn listing<'a>(probes: impl IntoIterator<Item = (usize, &'a Probe)>) -> String {
+    listing_with(probes, |_| None)
+}
+
+/// [`listing`] with a detail line under each probe for which `detail` gives one (`hvtrace
+/// list -v`: the function's prototype, like `bpftrace -lv`), indented under the function.
+pub fn listing_with<'a>(
+    probes: impl IntoIterator<Item = (usize, &'a Probe)>,
+    detail: impl Fn(&Probe) -> Option<String>,
+) -> String {
     let mut out = format!(
         "{:>5} {:>10} {:>15} {:>32} {}\n",
         "ID", "PROVIDER", "MODULE", "FUNCTION", "NAME"
@@ -129,6 +138,9 @@ pub fn listing<'a>(probes: impl IntoIterator<Item = (usize, &'a Probe)>) -> Stri
             "{:>5} {:>10} {:>15} {:>32} {}\n",
             id, p.provider, p.module, p.function, p.name
         ));
+        if let Some(d) = detail(p) {
+            out.push_str(&format!("{:>6}{d}\n", ""));
+        }
     }
     out
 }

@@ -52,6 +52,10 @@ pub struct ListArgs {
     /// Only probes matching this description, e.g. `fbt::xcall_*:entry`.
     #[arg(value_name = "PATTERN")]
     pub pattern: Option<String>,
+    /// Print each fbt probe's function prototype from the image's BTF (`.BTF` section),
+    /// like `bpftrace -lv`.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Arguments of `hvtrace run`.

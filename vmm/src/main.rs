@@ -58,7 +58,9 @@ fn list_guests() {
 
 fn list_probes(args: &ListArgs) -> Result<ExitCode> {
     let image = image(args.guest.as_deref(), args.kernel.as_deref())?;
-    let symbols = tracer::symbols::ElfSymbols::parse(&image.bytes)
+    // `.symtab` where the image has one, else the kernel's own kallsyms (a distribution's
+    // vmlinux).
+    let symbols = tracer::symbols::ElfSymbols::load(&image.bytes)
         .with_context(|| format!("cannot list the probes of {}", image.name))?;
     let probes = tracer::probes::catalogue(&image.bytes, &symbols);
     let pattern = args.pattern.as_deref().unwrap_or("");
@@ -69,7 +71,28 @@ fn list_probes(args: &ListArgs) -> Result<ExitCode> {
     if matching.is_empty() {
         anyhow::bail!("no probe of {} matches '{pattern}'", image.name);
     }
-    print!("{}", tracer::probes::listing(matching));
+    if !args.verbose {
+        print!("{}", tracer::probes::listing(matching));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let btf = match tracer::btf::Btf::from_elf(&image.bytes) {
+        Ok(btf) => Some(btf),
+        Err(e) => {
+            eprintln!("hvtrace: no prototypes for {}: {e}", image.name);
+            None
+        }
+    };
+    let detail = |p: &tracer::probes::Probe| {
+        let btf = btf.as_ref()?;
+        if p.provider != "fbt" {
+            return None;
+        }
+        Some(match btf.function(&p.function) {
+            Some(proto) => btf.render_prototype(&proto),
+            None => "(no BTF prototype)".to_owned(),
+        })
+    };
+    print!("{}", tracer::probes::listing_with(matching, detail));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,6 +7,10 @@
 //! skipped. Only executables (`ET_EXEC`, `ET_DYN`) are meaningful: their symbol values are
 //! the guest-virtual addresses the code runs at.
 //!
+//! An image without a `.symtab` (a Linux kernel as distributions ship it) gets its functions
+//! from the kernel's own kallsyms table instead ([`ElfSymbols::from_kallsyms`]; [`ElfSymbols::load`]
+//! picks): the section headers still say where the executable code is.
+//!
 //! Module names: every function of the image gets the module [`KERNEL_MODULE`] (`"kernel"`),
 //! as FreeBSD's DTrace names the kernel proper in `fbt:kernel:...`. The image is one kernel,
 //! whatever file it came from; loadable modules (which a kallsyms source will add) get their
@@ -16,6 +20,7 @@ use object::{
     Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolKind, SymbolSection,
 };
 
+use super::kallsyms::{Kallsyms, KallsymsError};
 use super::{Function, SymbolSource, SymbolTable};
 
 /// The module name given to the functions of a kernel image (DTrace's `probemod`).
@@ -33,6 +38,9 @@ pub enum SymbolError {
     /// The ELF structure is damaged (truncated headers, bad section table, ...).
     #[error("malformed ELF image: {0}")]
     Malformed(String),
+    /// The image has no `.symtab`, and no kallsyms table could be decoded either.
+    #[error("this image has no symbol table, and its kallsyms could not be read: {0}")]
+    NoKallsyms(#[from] KallsymsError),
 }
 
 /// One executable section with file contents: maps guest addresses back into the image.
@@ -61,25 +69,8 @@ impl ElfSymbols {
 
     /// Reads the functions of `image`, giving each the module name `module`.
     pub fn parse_with_module(image: &[u8], module: &str) -> Result<Self, SymbolError> {
-        if !image.starts_with(b"\x7fELF") {
-            return Err(SymbolError::NotElf);
-        }
-        let file = object::File::parse(image).map_err(|e| SymbolError::Malformed(e.to_string()))?;
+        let file = open(image)?;
         let symtab = file.symbol_table().ok_or(SymbolError::NoSymbolTable)?;
-
-        let mut text = Vec::new();
-        for section in file.sections() {
-            if section.kind() != SectionKind::Text {
-                continue;
-            }
-            if let Some((file_offset, size)) = section.file_range() {
-                text.push(TextSection {
-                    address: section.address(),
-                    size: size.min(section.size()),
-                    file_offset,
-                });
-            }
-        }
 
         let mut functions = Vec::new();
         for sym in symtab.symbols() {
@@ -114,8 +105,34 @@ impl ElfSymbols {
         }
         Ok(Self {
             table: SymbolTable::new(functions),
+            text: text_sections(&file),
+        })
+    }
+
+    /// Reads the functions of a kernel image from its kallsyms table (see
+    /// [`Kallsyms::functions`]): text symbols inside the image's executable sections, each
+    /// ending where the next symbol starts. Module name [`KERNEL_MODULE`].
+    pub fn from_kallsyms(image: &[u8]) -> Result<Self, SymbolError> {
+        let file = open(image)?;
+        let kallsyms = Kallsyms::from_elf(image)?;
+        let text = text_sections(&file);
+        let ranges: Vec<_> = text
+            .iter()
+            .map(|s| s.address..s.address.saturating_add(s.size))
+            .collect();
+        Ok(Self {
+            table: SymbolTable::new(kallsyms.functions(&ranges, KERNEL_MODULE)),
             text,
         })
+    }
+
+    /// The functions of `image` from its `.symtab`, or, where it has none, from its kallsyms
+    /// table ([`ElfSymbols::from_kallsyms`]).
+    pub fn load(image: &[u8]) -> Result<Self, SymbolError> {
+        match Self::parse(image) {
+            Err(SymbolError::NoSymbolTable) => Self::from_kallsyms(image),
+            other => other,
+        }
     }
 
     /// The bytes of `function` as stored in `image` (the same image this was parsed from),
@@ -143,6 +160,32 @@ impl ElfSymbols {
     pub fn table(&self) -> &SymbolTable {
         &self.table
     }
+}
+
+/// Parses `image` as ELF.
+fn open(image: &[u8]) -> Result<object::File<'_>, SymbolError> {
+    if !image.starts_with(b"\x7fELF") {
+        return Err(SymbolError::NotElf);
+    }
+    object::File::parse(image).map_err(|e| SymbolError::Malformed(e.to_string()))
+}
+
+/// The executable sections of `file` that have file contents.
+fn text_sections(file: &object::File<'_>) -> Vec<TextSection> {
+    let mut text = Vec::new();
+    for section in file.sections() {
+        if section.kind() != SectionKind::Text {
+            continue;
+        }
+        if let Some((file_offset, size)) = section.file_range() {
+            text.push(TextSection {
+                address: section.address(),
+                size: size.min(section.size()),
+                file_offset,
+            });
+        }
+    }
+    text
 }
 
 impl SymbolSource for ElfSymbols {

@@ -6,10 +6,12 @@
 //! through kallsyms, with BTF for types) can be added later behind the same interface.
 //!
 //! [`SymbolTable`] is the shared in-memory index every source can reuse (sorted by address,
-//! O(log n) lookups); [`ElfSymbols`] builds one from an ELF image's `.symtab`.
+//! O(log n) lookups); [`ElfSymbols`] builds one from an ELF image's `.symtab`, or from the
+//! kernel's own [`kallsyms`] table where the image has none.
 
 mod elf;
 mod glob;
+pub mod kallsyms;
 
 pub use elf::{ElfSymbols, SymbolError, KERNEL_MODULE};
 pub use glob::{glob_match, is_glob};
