@@ -34,6 +34,19 @@ const GUESTS: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "spin-scale",
+        &[
+            "common",
+            "spin",
+            "cmdline",
+            "mptable",
+            "lapic",
+            "aps",
+            "trampoline",
+            "many",
+        ],
+    ),
+    (
         "apic-conformance",
         &[
             "common",

@@ -32,7 +32,13 @@
  *               instruction (`test %rdi, %rdi`) the VMM does not emulate, so
  *               a probe on its entry is single-stepped; prints `spin:
  *               stepcalls done n=N ticks=T tsc_khz=K` and exits 0
- *   n=N         iterations for calls, outs, loop and stepcalls: 0 to 10000000
+ *   mode=mmios  the same loop with a read of the local APIC's ID register
+ *               (0xfee00020) as its body: one bare MMIO exit per iteration under
+ *               hvtrace's APIC; prints `spin: mmios done n=N ...` and exits 0
+ *   mode=msrs   the same loop with `rdmsr` of IA32_TSC_DEADLINE (0x6e0) as its
+ *               body: one bare MSR exit per iteration under hvtrace's APIC (the
+ *               VMM filters it); prints `spin: msrs done n=N ...` and exits 0
+ *   n=N         iterations for calls, outs, loop, stepcalls, mmios and msrs: 0 to 10000000
  *               (default 20000); ignored by the other modes
  *
  * In the bounded modes, with cpus=all, the APs halt (sti; hlt) while the
@@ -67,6 +73,10 @@
 #define MODE_OUTS               4
 #define MODE_LOOP               5
 #define MODE_STEPCALLS          6
+#define MODE_MMIOS              7
+#define MODE_MSRS               8
+#define BENCH_MMIO              0xfee00020  /* the local APIC's ID register: an MMIO exit */
+#define BENCH_MSR               0x6e0       /* IA32_TSC_DEADLINE: an MSR exit (filtered) */
 
 #define SPIN_DEFAULT_N          20000
 #define SPIN_MAX_N              10000000
@@ -202,7 +212,17 @@ FUNCTION(spin_bench)
     je      3f
     cmp     $MODE_STEPCALLS, %ebx
     je      5f
+    cmp     $MODE_MMIOS, %ebx
+    je      6f
+    cmp     $MODE_MSRS, %ebx
+    je      7f
     TIMED_LOOP
+    jmp     4f
+6:  mov     $BENCH_MMIO, %ecx
+    TIMED_LOOP movl (%rcx), %eax
+    jmp     4f
+7:  mov     $BENCH_MSR, %ecx
+    TIMED_LOOP rdmsr
     jmp     4f
 2:  TIMED_LOOP call bench_target
     jmp     4f
@@ -493,6 +513,8 @@ name_calls:         .asciz "calls"
 name_outs:          .asciz "outs"
 name_loop:          .asciz "loop"
 name_stepcalls:     .asciz "stepcalls"
+name_mmios:         .asciz "mmios"
+name_msrs:          .asciz "msrs"
 msg_spin_prefix:    .asciz "spin: "
 msg_done_n:         .asciz " done n="
 msg_ticks:          .asciz " ticks="
@@ -507,11 +529,13 @@ opt_mode_calls:     .asciz "mode=calls"
 opt_mode_outs:      .asciz "mode=outs"
 opt_mode_loop:      .asciz "mode=loop"
 opt_mode_stepcalls: .asciz "mode=stepcalls"
+opt_mode_mmios:     .asciz "mode=mmios"
+opt_mode_msrs:      .asciz "mode=msrs"
 
     .p2align 3
 mode_names:                             /* indexed by spin_mode */
     .quad   name_busy, name_halt, name_count, name_calls, name_outs, name_loop
-    .quad   name_stepcalls
+    .quad   name_stepcalls, name_mmios, name_msrs
 options:
     OPTION  opt_cpus_1, spin_all_cpus, 0
     OPTION  opt_cpus_all, spin_all_cpus, 1
@@ -522,6 +546,8 @@ options:
     OPTION  opt_mode_outs, spin_mode, MODE_OUTS
     OPTION  opt_mode_loop, spin_mode, MODE_LOOP
     OPTION  opt_mode_stepcalls, spin_mode, MODE_STEPCALLS
+    OPTION  opt_mode_mmios, spin_mode, MODE_MMIOS
+    OPTION  opt_mode_msrs, spin_mode, MODE_MSRS
 options_end:
 
     .data

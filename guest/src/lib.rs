@@ -50,7 +50,7 @@ macro_rules! image {
     };
 }
 
-static GUESTS: [Guest; 7] = [
+static GUESTS: [Guest; 8] = [
     Guest {
         name: "hello",
         description: "prints `hello from hvtrace guest` on the serial port and exits 0",
@@ -78,10 +78,18 @@ static GUESTS: [Guest; 7] = [
                       line); bounded, for the probe benchmark: `mode=calls` (calls the empty \
                       `bench_target`), `mode=stepcalls` (calls `bench_target_step`, whose \
                       first instruction the VMM does not emulate), `mode=outs` (outb to port \
-                      0x80, a bare PIO exit) or `mode=loop` (empty body) N times (`n=N`, default 20000, at most \
+                      0x80, a bare PIO exit), `mode=mmios` (reads the local APIC ID register, a bare \
+                      MMIO exit), `mode=msrs` (rdmsr of IA32_TSC_DEADLINE, a bare MSR exit) or \
+                      `mode=loop` (empty body) N times (`n=N`, default 20000, at most \
                       10000000) on the BSP, prints `spin: MODE done n=N ticks=T tsc_khz=K` \
                       and exits 0",
         image: image!("spin"),
+    },
+    Guest {
+        name: "spin-scale",
+        description: "`spin` with 10,000 more tiny functions (`many_fn_0` .. `many_fn_9999`, never \
+                      called), for the benchmark of probe cost as the number of armed sites grows",
+        image: image!("spin-scale"),
     },
     Guest {
         name: "apic-conformance",

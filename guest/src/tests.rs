@@ -44,6 +44,7 @@ fn own_functions(name: &str) -> &'static [&'static str] {
             "ap_main",
         ],
         "fault" => &["do_fault"],
+        "spin-scale" => &["spin_bench", "bench_target", "many_fn_0", "many_fn_9999"],
         "spin" => &[
             "spin_run",
             "spin_bench",
@@ -400,6 +401,7 @@ fn names_are_unique_and_find_works() {
             "smp",
             "fault",
             "spin",
+            "spin-scale",
             "apic-conformance",
             "ipi-bench",
             "xcall-lab"
