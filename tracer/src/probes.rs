@@ -16,7 +16,7 @@ use crate::symbols::{glob_match, ElfSymbols, SymbolSource};
 use crate::traps::decode_function;
 
 /// One probe: `provider:module:function:name`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Probe {
     /// Provider, e.g. `fbt`.
     pub provider: String,

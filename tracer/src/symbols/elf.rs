@@ -196,6 +196,10 @@ impl SymbolSource for ElfSymbols {
     fn lookup(&self, addr: u64) -> Option<(&Function, u64)> {
         self.table.lookup(addr)
     }
+
+    fn by_name(&self, name: &str) -> Option<&Function> {
+        self.table.by_name(name)
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,8 @@ pub struct SymbolTable {
     functions: Vec<Function>,
     /// The largest function size, bounding how far below an address `lookup` searches.
     max_size: u64,
+    /// Index of the first (lowest-address) function of each name.
+    names: std::collections::HashMap<String, usize>,
 }
 
 impl SymbolTable {
@@ -103,10 +105,21 @@ impl SymbolTable {
         });
         functions.dedup();
         let max_size = functions.iter().map(|f| f.size).max().unwrap_or(0);
+        let mut names = std::collections::HashMap::with_capacity(functions.len());
+        for (i, f) in functions.iter().enumerate() {
+            names.entry(f.name.clone()).or_insert(i);
+        }
         Self {
             functions,
             max_size,
+            names,
         }
+    }
+
+    /// The lowest-address function named `name` (a hash lookup: probe resolution on a kernel
+    /// with 150,000 functions stays linear).
+    pub fn by_name(&self, name: &str) -> Option<&Function> {
+        self.names.get(name).and_then(|&i| self.functions.get(i))
     }
 
     /// Number of functions.

@@ -122,11 +122,12 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
             )
             .map_err(|e| e.to_string())?;
     }
+    let wanted: std::collections::HashSet<&tracer::probes::Probe> = fbt.iter().collect();
     let sites: usize = ctx
         .probes
         .probes()
         .iter()
-        .filter(|p| fbt.contains(&p.probe))
+        .filter(|p| wanted.contains(&p.probe))
         .map(|p| p.sites.len())
         .sum();
     sink.send(&protocol::attached(fbt.len(), sites));

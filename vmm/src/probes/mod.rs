@@ -225,13 +225,14 @@ impl ProbeSet {
     /// pattern.
     pub fn resolve(catalogue: &[Probe], patterns: &[String]) -> Result<Vec<Probe>, ProbeError> {
         let mut wanted: Vec<Probe> = Vec::new();
+        let mut seen: std::collections::HashSet<&Probe> = Default::default();
         for pattern in patterns {
             let matching: Vec<&Probe> = catalogue.iter().filter(|p| p.matches(pattern)).collect();
             if matching.is_empty() {
                 return Err(ProbeError::NoMatch(pattern.clone()));
             }
             for p in matching {
-                if !wanted.contains(p) {
+                if seen.insert(p) {
                     wanted.push(p.clone());
                 }
             }
@@ -249,11 +250,12 @@ impl ProbeSet {
     ) -> Result<Placed, ProbeError> {
         let thunks = symbols.return_thunks();
         let mut probes: Vec<Arc<ArmedProbe>> = Vec::new();
+        let mut seen: std::collections::HashSet<&Probe> = Default::default();
         for probe in wanted {
             if probe.provider != "fbt" {
                 return Err(ProbeError::NotFbt(probe.to_string()));
             }
-            if probes.iter().any(|a| &a.probe == probe) {
+            if !seen.insert(probe) {
                 continue;
             }
             let placement = |why: String| ProbeError::Placement {

@@ -105,6 +105,7 @@ pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
         TraceError::Compile(text.strip_prefix("error: ").unwrap_or(&text).to_string())
     })?;
     let mut fbt = Vec::new();
+    let mut fbt_seen: std::collections::HashSet<&Probe> = Default::default();
     let mut ticks: Vec<(String, Duration)> = Vec::new();
     let mut profiles: Vec<(String, Duration)> = Vec::new();
     let mut events: Vec<Probe> = Vec::new();
@@ -136,7 +137,7 @@ pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
                 any = true;
                 match p.provider.as_str() {
                     "fbt" => {
-                        if !fbt.contains(p) {
+                        if fbt_seen.insert(p) {
                             fbt.push(p.clone());
                         }
                     }

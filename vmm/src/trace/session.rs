@@ -84,7 +84,8 @@ impl Tracing {
         } = plan;
         let program = Arc::new(program);
         let runtime = Runtime::new(Arc::clone(&program), Limits::default());
-        let id_of = |p: &Probe| all.iter().position(|q| q == p).map_or(0, |i| i as u32 + 1);
+        let ids: std::collections::HashMap<&Probe, u32> = all.iter().zip(1..).collect();
+        let id_of = |p: &Probe| ids.get(p).copied().unwrap_or(0);
         let armed = armed
             .iter()
             .map(|p| {

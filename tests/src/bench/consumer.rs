@@ -1,11 +1,7 @@
-//! Consumer benchmark: how fast one thread turns what probe firings produced into output, in
+//! The consumer rows: how fast one thread turns what probe firings produced into output, in
 //! records per second for printed records and in aggregation updates per second for folding,
-//! and what a probe firing costs the vCPU thread (ns per `Runtime::fire`). Printed, never
-//! asserted (it fails only when a firing drops data or records go missing). Needs no KVM.
-//!
-//! Run with `cargo bench -p tests --bench consumer` (`HVTRACE_BENCH_REPS` sets the repetitions
-//! per workload, default 5; `HVTRACE_BENCH_ROUNDS` the drain rounds per repetition, default
-//! 8).
+//! and what a probe firing costs the vCPU thread (ns per `Runtime::fire`). It fails only when a
+//! firing drops data or records go missing. Needs no KVM.
 //!
 //! Each workload is a D program compiled as `hvtrace -n` compiles it, with one
 //! `fbt:kernel:FUNC:entry` probe for each of 64 functions. A repetition runs rounds the way
@@ -27,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tests::bench::{env_or, median};
+use super::{median, Goal, Row, Size};
 use tracer::lang::{compile, Source};
 use tracer::runtime::testing::FakeContext;
 use tracer::runtime::{
@@ -195,9 +191,10 @@ fn mega_per_s(x: u64, d: Duration) -> f64 {
     x as f64 / d.as_secs_f64() / 1e6
 }
 
-fn main() {
-    let reps = env_or("HVTRACE_BENCH_REPS", 5).max(1) as usize;
-    let rounds = env_or("HVTRACE_BENCH_ROUNDS", 8).clamp(1, 1000) as usize;
+/// The consumer rows (no KVM needed).
+pub fn rows(size: Size) -> Vec<Row> {
+    let reps = size.pick(1, 5, 11);
+    let rounds = size.pick(1, 8, 32);
     // Warm-up (allocator, caches), not counted.
     for w in &WORKLOADS {
         run(w, 1);
@@ -208,68 +205,40 @@ fn main() {
             out.push(run(w, rounds));
         }
     }
-
-    println!(
-        "hvtrace consumer benchmark; one thread; {CPUS} vCPU states, {FUNCS} fbt entry probes, \
-         {FIRINGS_PER_ROUND} firings per drain round, {rounds} rounds per repetition; median \
-         of {reps} repetitions per workload"
-    );
-    println!();
-    println!(
-        "| workload | D program | ns per Runtime::fire | records/s consumed (take + merge + \
-         consume) | output bytes per record | updates/s folded (take + fold) | partial \
-         entries per round | entries/s folded |"
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    let mut verdicts = Vec::new();
+    let mut out = Vec::new();
     for (w, s) in WORKLOADS.iter().zip(&samples) {
         let fire_ns = median(
             &s.iter()
                 .map(|x| x.fire.as_secs_f64() * 1e9 / x.firings as f64)
                 .collect::<Vec<_>>(),
         );
-        let (rate, cells) = if s[0].records > 0 {
-            let rate = median(
-                &s.iter()
-                    .map(|x| mega_per_s(x.records, x.consume))
-                    .collect::<Vec<_>>(),
-            );
-            let bytes = s[0].output_bytes as f64 / s[0].records as f64;
-            (rate, format!("{rate:.2} M | {bytes:.1} | - | - | -"))
-        } else {
-            let rate = median(
-                &s.iter()
-                    .map(|x| mega_per_s(x.updates, x.fold))
-                    .collect::<Vec<_>>(),
-            );
-            let entries = median(
-                &s.iter()
-                    .map(|x| mega_per_s(x.entries, x.fold))
-                    .collect::<Vec<_>>(),
-            );
-            let per_round = s[0].entries as f64 / rounds as f64;
+        let (what, rate) = if s[0].records > 0 {
             (
-                rate,
-                format!("- | - | {rate:.2} M | {per_round:.0} | {entries:.2} M"),
+                "records/s consumed (take + merge + consume)",
+                median(
+                    &s.iter()
+                        .map(|x| mega_per_s(x.records, x.consume))
+                        .collect::<Vec<_>>(),
+                ),
+            )
+        } else {
+            (
+                "aggregation updates/s folded (take + fold)",
+                median(
+                    &s.iter()
+                        .map(|x| mega_per_s(x.updates, x.fold))
+                        .collect::<Vec<_>>(),
+                ),
             )
         };
-        println!(
-            "| {} | `{}` | {fire_ns:.0} | {cells} |",
-            w.label,
-            w.program.replace('|', "\\|")
+        out.push(
+            Row::new("consumer", format!("{}: {what}", w.label), rate, "M/s")
+                .goal(Goal::MinValue(GOAL_PER_S / 1e6))
+                .note(format!(
+                    "`{}`; {fire_ns:.0} ns per Runtime::fire; one thread, {CPUS} vCPU states",
+                    w.program
+                )),
         );
-        let met = if rate * 1e6 >= GOAL_PER_S {
-            "met"
-        } else {
-            "not met"
-        };
-        verdicts.push(format!("{}: {met} ({rate:.2} M/s)", w.label));
     }
-    println!();
-    println!(
-        "Goal: consumer >= {:.0} M records/s (printed records) and updates/s (aggregation \
-         folding) on one core: {}.",
-        GOAL_PER_S / 1e6,
-        verdicts.join("; ")
-    );
+    out
 }
