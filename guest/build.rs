@@ -13,26 +13,17 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Each guest: its name (the image becomes `OUT_DIR/<name>.elf`) and the sources it links.
+/// Sources every guest links: the entry, serial and exit (`common`), the multiboot door
+/// (`mb64`, `mb_cpus`) and the MP table parser both it and the SMP guests use (`mptable`).
+const SHARED: &[&str] = &["common", "mb64", "mb_cpus", "mptable"];
+
+/// Each guest: its name (the image becomes `OUT_DIR/<name>.elf`) and the sources it links
+/// besides [`SHARED`].
 const GUESTS: &[(&str, &[&str])] = &[
-    ("hello", &["common", "hello"]),
-    (
-        "smp",
-        &["common", "smp", "mptable", "lapic", "aps", "trampoline"],
-    ),
-    ("fault", &["common", "fault"]),
-    (
-        "spin",
-        &[
-            "common",
-            "spin",
-            "cmdline",
-            "mptable",
-            "lapic",
-            "aps",
-            "trampoline",
-        ],
-    ),
+    ("hello", &["hello"]),
+    ("smp", &["smp", "lapic", "aps", "trampoline"]),
+    ("fault", &["fault"]),
+    ("spin", &["spin", "cmdline", "lapic", "aps", "trampoline"]),
     (
         "spin-scale",
         &[
@@ -49,7 +40,6 @@ const GUESTS: &[(&str, &[&str])] = &[
     (
         "apic-conformance",
         &[
-            "common",
             "apic_conformance",
             "apic_conf_cpu",
             "apic_conf_local",
@@ -57,7 +47,6 @@ const GUESTS: &[(&str, &[&str])] = &[
             "apic_conf_timer",
             "apic_conf_ioapic",
             "apic_conf_x2apic",
-            "mptable",
             "lapic",
             "aps",
             "trampoline",
@@ -66,7 +55,6 @@ const GUESTS: &[(&str, &[&str])] = &[
     (
         "ipi-bench",
         &[
-            "common",
             "ipi_bench",
             "cmdline",
             "idt",
@@ -79,12 +67,10 @@ const GUESTS: &[(&str, &[&str])] = &[
     (
         "xcall-lab",
         &[
-            "common",
             "xcall_lab",
             "cmdline",
             "idt",
             "stats",
-            "mptable",
             "lapic",
             "aps",
             "trampoline",
@@ -121,7 +107,10 @@ fn main() {
     let cc = env::var("HVTRACE_GUEST_CC").unwrap_or_else(|_| "gcc".to_string());
     let ld = env::var("HVTRACE_GUEST_LD").unwrap_or_else(|_| "ld".to_string());
 
-    let sources64 = GUESTS.iter().flat_map(|(_, s)| s.iter().copied());
+    let sources64 = GUESTS
+        .iter()
+        .flat_map(|(_, s)| s.iter().copied())
+        .chain(SHARED.iter().copied());
     assemble(&cc, &asm, &obj_dir, "-m64", sources64);
     let sources32 = MULTIBOOT_KERNELS
         .iter()
@@ -158,7 +147,7 @@ fn main() {
             .arg(&script)
             .arg("-o")
             .arg(&image);
-        for obj in *objs {
+        for obj in SHARED.iter().chain(objs.iter()) {
             cmd.arg(obj_dir.join(format!("{obj}.o")));
         }
         run(&ld, &format!("link guest `{name}`"), &mut cmd);

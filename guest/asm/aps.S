@@ -2,8 +2,9 @@
  * aps.S: starting the application processors, for every guest that runs
  * them (smp, spin, apic-conformance, ipi-bench, xcall-lab).
  *
- * The BSP stores its CR3, CR0 and EFER for trampoline.S once
- * (prepare_trampoline), then starts the APs one at a time: start_ap gives
+ * The BSP copies the trampoline from where the image stores it (tramp_lma,
+ * guest.ld) to the pages it runs at (0x8000 code, 0x9000 data) and stores
+ * its CR3, CR0 and EFER for trampoline.S once (prepare_trampoline), then starts the APs one at a time: start_ap gives
  * an AP its stack (tramp_stack_top), sends INIT, SIPI, SIPI (vector
  * SIPI_VECTOR, the trampoline's page) and waits, bounded, until the AP has
  * counted itself into cpus_online. The AP comes up in trampoline.S, which
@@ -27,10 +28,21 @@
     .text
     .code64
 
-/* prepare_trampoline(): stores the BSP's CR3, CR0 and EFER (LME set, LMA clear) for trampoline.S. */
+/*
+ * prepare_trampoline(): copies the trampoline down to 0x8000/0x9000, then
+ * stores the BSP's CR3, CR0 and EFER (LME set, LMA clear) for trampoline.S.
+ */
 FUNCTION(prepare_trampoline)
     push    %rbp
     mov     %rsp, %rbp
+    mov     $tramp_lma, %esi
+    mov     $TRAMPOLINE_ADDR, %edi
+    mov     $tramp_text_size, %ecx
+    rep movsb
+    mov     $(tramp_lma + 0x1000), %esi
+    mov     $(TRAMPOLINE_ADDR + 0x1000), %edi
+    mov     $tramp_data_size, %ecx
+    rep movsb
     mov     %cr3, %rax
     mov     %rax, tramp_cr3(%rip)
     mov     %cr0, %rax

@@ -131,4 +131,14 @@
 #define IPI_DELAY           10000       /* pause iterations between INIT and SIPIs */
 #define CHECKIN_TSC_TIMEOUT 10000000000 /* TSC ticks an AP gets to check in */
 
+/* LOAD_DATA_SEGMENTS: DS, ES, SS, FS and GS = SEL_DATA (clobbers %eax), first thing in 64-bit code. */
+.macro LOAD_DATA_SEGMENTS
+    mov     $SEL_DATA, %eax
+    mov     %eax, %ds
+    mov     %eax, %es
+    mov     %eax, %ss
+    mov     %eax, %fs
+    mov     %eax, %gs
+.endm
+
 #endif

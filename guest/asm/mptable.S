@@ -1,8 +1,9 @@
 /*
  * mptable.S: finds and parses the Intel MP table for the `smp` guest.
  *
- * mp_find locates the "_MP_" floating pointer (0x9fc00..0x9ffff, then the
- * BIOS area 0xf0000..0xfffff, 16-byte aligned, checksum verified); mp_parse
+ * mp_find locates the "_MP_" floating pointer (mp_override when a boot stub
+ * built one, mb_cpus.S; else 0x9fc00..0x9ffff, then the BIOS area
+ * 0xf0000..0xfffff, 16-byte aligned, checksum verified); mp_parse
  * walks the configuration table it points to and records the APIC ID of each
  * enabled processor entry in cpu_apic_ids.
  */
@@ -23,6 +24,9 @@
 FUNCTION(mp_find)
     push    %rbp
     mov     %rsp, %rbp
+    mov     mp_override(%rip), %rax
+    test    %rax, %rax
+    jnz     1f
     mov     $0x9fc00, %edi
     mov     $0xa0000, %esi
     call    mp_scan
@@ -164,6 +168,12 @@ msg_mp_entry:
     .asciz "smp: MP configuration table has an unknown or truncated entry\n"
 msg_mp_too_many:
     .asciz "smp: MP configuration table lists more than 256 processors\n"
+
+    .data
+    .p2align 3
+OBJECT(mp_override)
+    .quad   0                           /* a floating pointer mp_find returns first, or 0 */
+END(mp_override)
 
     .bss
 OBJECT(cpu_apic_ids)

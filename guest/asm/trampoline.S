@@ -81,12 +81,7 @@ END(tramp_stack_top)
 
 /* First 64-bit code on an AP: data segments, stack, ap_main. Never returns. */
 FUNCTION(ap_long_mode_entry)
-    mov     $SEL_DATA, %eax
-    mov     %eax, %ds
-    mov     %eax, %es
-    mov     %eax, %ss
-    mov     %eax, %fs
-    mov     %eax, %gs
+    LOAD_DATA_SEGMENTS
     mov     tramp_stack_top(%rip), %rsp
     xor     %ebp, %ebp
     call    ap_main

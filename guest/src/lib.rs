@@ -6,8 +6,10 @@
 //!
 //! Boot contract (see `asm/common.h`): each image is linked at 1 MiB and its `PT_LOAD` segments
 //! are loaded at their physical addresses; `e_entry` (`_start`) is entered on the BSP in 64-bit
-//! mode with RDI pointing at the boot-info block at 0x1000. Guests print on COM1 (0x3f8) and end
-//! the VM by writing their exit status to I/O port 0xf4. Functions common to every guest:
+//! mode with RDI pointing at the boot-info block (at 0x1000 under hvtrace). Guests print on COM1 (0x3f8) and end
+//! the VM by writing their exit status to I/O port 0xf4. Each image also carries a Multiboot
+//! (v1) header with the a.out kludge and a 32-bit entry stub (`asm/mb64.S`), so
+//! `qemu-system-x86_64 -kernel` runs it too (hvtrace itself enters `_start`). Functions common to every guest:
 //! `_start`, `guest_main`, `serial_init`, `serial_putc`, `serial_puts`, `print_dec`,
 //! `serial_lock`, `serial_unlock`, `exit_guest`, `halt_forever`.
 //!

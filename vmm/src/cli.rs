@@ -135,6 +135,12 @@ pub struct CompareArgs {
     /// Output format of the comparison on stdout.
     #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
     pub format: TraceFormat,
+    /// Also run the same image under QEMU (qemu-system-x86_64 -kernel, through the guest's
+    /// multiboot header) with KVM's irqchip (column qemu-kvm) and with QEMU's own APIC
+    /// (qemu-user, kernel_irqchip=off). Without QEMU installed hvtrace says so and compares
+    /// its own irqchips only.
+    #[arg(long)]
+    pub with_qemu: bool,
 }
 
 /// Arguments of `hvtrace trace`.

@@ -20,6 +20,7 @@ pub mod loader;
 pub mod mptable;
 pub mod outcome;
 pub mod probes;
+pub mod qemu;
 pub mod timeline;
 pub mod trace;
 pub mod vm;

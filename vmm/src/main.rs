@@ -298,6 +298,7 @@ fn write_timeline(
 
 /// `hvtrace compare`: every irqchip mode, side by side.
 fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    use vmm::compare::Column;
     let guest = args
         .g
         .guest
@@ -311,13 +312,26 @@ fn compare(args: &CompareArgs) -> Result<ExitCode> {
         timeout: args.timeout,
     };
     let runs = args.runs as usize;
-    let comparison = vmm::compare::compare(&spec, runs, &vmm::compare::MODES, &mut |mode, i| {
-        eprintln!(
-            "hvtrace: compare: --irqchip {mode}, run {} of {runs}",
-            i + 1
-        )
-    })
-    .context("cannot run the comparison")?;
+    let mut columns: Vec<Column> = vmm::compare::MODES.map(Column::Hvtrace).to_vec();
+    let qemu = if args.with_qemu {
+        match vmm::qemu::find_qemu() {
+            Ok(path) => {
+                columns.extend(vmm::compare::QEMU_COLUMNS.map(Column::Qemu));
+                Some(path)
+            }
+            Err(e) => {
+                eprintln!("hvtrace: compare: --with-qemu: {e}; comparing hvtrace's irqchips only");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let comparison =
+        vmm::compare::compare(&spec, runs, &columns, qemu.as_deref(), &mut |label, i| {
+            eprintln!("hvtrace: compare: {label}, run {} of {runs}", i + 1)
+        })
+        .context("cannot run the comparison")?;
     match args.format {
         vmm::cli::TraceFormat::Text => print!("{}", vmm::compare::text_report(&comparison)),
         vmm::cli::TraceFormat::Json => println!("{}", vmm::compare::json_report(&comparison)),

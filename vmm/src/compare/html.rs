@@ -59,7 +59,7 @@ pub fn html_report(c: &Comparison) -> String {
             }
         );
         for m in &c.modes {
-            let _ = write!(h, "<th>{}</th>", esc(&m.mode.to_string()));
+            let _ = write!(h, "<th>{}</th>", esc(&m.label.clone()));
         }
         h.push_str("<th>note</th></tr>");
         for r in list {
@@ -163,7 +163,7 @@ fn timeline(m: &ModeRuns) -> String {
     const STRIP: f64 = 24.0;
     let mut s = format!(
         "<h3>{}: {what}</h3><svg class=\"timeline\" width=\"{}\" height=\"{}\" xmlns=\"http://www.w3.org/2000/svg\">",
-        esc(&m.mode.to_string()),
+        esc(&m.label.clone()),
         W + 70.0,
         STRIP * points.len() as f64 + 20.0
     );

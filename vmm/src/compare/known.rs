@@ -8,6 +8,8 @@ pub enum Cause {
     Kvm,
     /// The nested software KVM of this project's machines (`kvm_pvm`, see HOST.md).
     Host,
+    /// The firmware QEMU boots through before the guest (SeaBIOS), which leaves state behind.
+    Firmware,
 }
 
 impl Cause {
@@ -16,6 +18,7 @@ impl Cause {
         match self {
             Cause::Kvm => "KVM",
             Cause::Host => "host (kvm_pvm)",
+            Cause::Firmware => "QEMU's firmware",
         }
     }
 }
@@ -25,9 +28,20 @@ pub fn software_kvm() -> bool {
     std::path::Path::new("/sys/module/kvm_pvm").exists()
 }
 
-/// The explanation of check `name` failing or being skipped under `mode` (`kvm` or `split`),
-/// when known. Host-caused ones are given only where that host is present.
+/// The explanation of check `name` failing or being skipped under `mode` (`kvm` or `split`,
+/// or the QEMU columns: `qemu-kvm` has KVM's APIC, `qemu-user` QEMU's own, whose differences
+/// are not catalogued), when known. Host-caused ones are given only where that host is present.
 pub fn explain(name: &str, mode: &str, software_kvm: bool) -> Option<(Cause, &'static str)> {
+    if mode.starts_with("qemu") {
+        return match (name, mode) {
+            ("reset_state", _) => Some((
+                Cause::Firmware,
+                "QEMU enters the guest after SeaBIOS, which already enabled the BSP's APIC (SVR 0x1ff) and set LINT0 to ExtINT",
+            )),
+            (_, "qemu-kvm") => explain(name, "kvm", software_kvm),
+            _ => None,
+        };
+    }
     let known = match (name, mode) {
         ("reset_state", _) => (
             Cause::Kvm,

@@ -27,7 +27,7 @@ pub(super) const SECTIONS: [(&str, &str); 5] = [
 /// The side-by-side text report.
 pub fn text_report(c: &Comparison) -> String {
     let rows = rows(c);
-    let heads: Vec<String> = c.modes.iter().map(|m| m.mode.to_string()).collect();
+    let heads: Vec<String> = c.modes.iter().map(|m| m.label.clone()).collect();
     let mut out = format!(
         "hvtrace compare: {}, {} vCPU(s), {} run(s) per mode{}\n",
         c.guest,
@@ -91,7 +91,7 @@ pub fn json_report(c: &Comparison) -> Value {
                 .modes
                 .iter()
                 .zip(&r.cells)
-                .map(|(m, cell)| (m.mode.to_string(), Value::String(cell.clone())))
+                .map(|(m, cell)| (m.label.clone(), Value::String(cell.clone())))
                 .collect();
             json!({
                 "section": r.section,
@@ -127,7 +127,7 @@ pub fn json_report(c: &Comparison) -> Value {
                     })
                 })
                 .collect();
-            json!({"mode": m.mode.to_string(), "runs": runs})
+            json!({"mode": m.label.clone(), "runs": runs})
         })
         .collect();
     json!({

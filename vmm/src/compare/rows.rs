@@ -40,6 +40,7 @@ pub fn rows(c: &Comparison) -> Vec<Row> {
         &mut out,
     );
     apic_rows(c, &mut out);
+    let start = out.len();
     number_rows(
         c,
         "exits",
@@ -53,7 +54,35 @@ pub fn rows(c: &Comparison) -> Vec<Row> {
         true,
         &mut out,
     );
+    mark_unobserved(
+        c,
+        &mut out[start..],
+        &|m| !m.observed,
+        "not observable outside hvtrace (n/a)",
+    );
     out
+}
+
+/// Sets the cells of the columns `unobserved` says saw nothing to `n/a`, and marks a row as
+/// differing only where the observed cells differ (else its note becomes `note`).
+fn mark_unobserved(
+    c: &Comparison,
+    rows: &mut [Row],
+    unobserved: &dyn Fn(&ModeRuns) -> bool,
+    note: &str,
+) {
+    for row in rows {
+        for (cell, m) in row.cells.iter_mut().zip(&c.modes) {
+            if unobserved(m) {
+                *cell = "n/a".into();
+            }
+        }
+        let observed: Vec<&String> = row.cells.iter().filter(|c| *c != "n/a").collect();
+        row.differs = !observed.windows(2).all(|w| w[0] == w[1]) && observed.len() > 1;
+        if !row.differs {
+            row.note = note.into();
+        }
+    }
 }
 
 fn run_rows(c: &Comparison, out: &mut Vec<Row>) {
@@ -156,7 +185,7 @@ fn check_rows(c: &Comparison, out: &mut Vec<Row>) {
                 .iter()
                 .zip(&verdicts)
                 .filter(|(_, v)| v.iter().all(|v| *v == Some(Verdict::Pass)))
-                .map(|(m, _)| m.mode.to_string())
+                .map(|(m, _)| m.label.clone())
                 .collect();
             if !conforming.is_empty() {
                 notes.push(format!("SDM supports {}", conforming.join(", ")));
@@ -168,7 +197,7 @@ fn check_rows(c: &Comparison, out: &mut Vec<Row>) {
             if v.iter().all(|v| *v == Some(Verdict::Pass)) {
                 continue;
             }
-            let mode = m.mode.to_string();
+            let mode = m.label.clone();
             let mut words = first_detail(m, &name).unwrap_or_default();
             if let Some((cause, why)) = explain(&name, &mode, c.software_kvm) {
                 words = format!("{words} [{}: {why}]", cause.label());
@@ -265,11 +294,15 @@ fn number_rows(
                         .zip(&medians)
                         .skip(1)
                         .map(|(m, v)| match v {
-                            Some(v) => format!("{} {:.2}x", m.mode, v / base),
-                            None => format!("{} none", m.mode),
+                            Some(v) => format!("{} {:.2}x", m.label, v / base),
+                            None => format!("{} none", m.label),
                         })
                         .collect();
-                    format!("{what}; against {}: {}", c.modes[0].mode, ratios.join(", "))
+                    format!(
+                        "{what}; against {}: {}",
+                        c.modes[0].label,
+                        ratios.join(", ")
+                    )
                 }
                 _ => what.to_string(),
             }
@@ -343,16 +376,10 @@ fn apic_rows(c: &Comparison, out: &mut Vec<Row>) {
         out,
     );
     // KVM's APIC reports no deliveries: say so instead of marking every row as a difference.
-    for row in &mut out[start..] {
-        for (cell, m) in row.cells.iter_mut().zip(&c.modes) {
-            if m.runs.iter().all(|r| r.apic.is_none()) {
-                *cell = "n/a".into();
-            }
-        }
-        let observed: Vec<&String> = row.cells.iter().filter(|c| *c != "n/a").collect();
-        row.differs = !observed.windows(2).all(|w| w[0] == w[1]) && observed.len() > 1;
-        if !row.differs {
-            row.note = "not observable in KVM's in-kernel APIC (n/a)".into();
-        }
-    }
+    mark_unobserved(
+        c,
+        &mut out[start..],
+        &|m| m.runs.iter().all(|r| r.apic.is_none()),
+        "not observable in KVM's in-kernel APIC or QEMU (n/a)",
+    );
 }

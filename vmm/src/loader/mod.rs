@@ -7,10 +7,17 @@
 //!   structure ([`mbi`]) follows them. It is entered in 32-bit protected mode (`crate::boot32`).
 //! - any other image must be an ELF64 x86_64 executable ([`elf`]), entered in 64-bit long mode
 //!   with hvtrace's boot-info block (`crate::boot`).
+//! - an image that is both, an ELF64 x86_64 executable with a multiboot header whose a.out-kludge
+//!   `entry_addr` differs from its ELF entry (which lies in a loaded segment), carries both
+//!   protocols: hvtrace boots it through its ELF entry, the 64-bit way, and QEMU or GRUB use the
+//!   header. The built-in guests are such images ([`native_despite_multiboot`]). An ELF64
+//!   whose ELF entry is the multiboot entry boots as multiboot, as before.
 //!
 //! Every loaded range must lie in RAM and stay clear of the VMM's own tables (see
 //! [`crate::layout`]); nothing is written before the whole image has been checked.
 
+#[cfg(test)]
+mod dual_boot_tests;
 pub mod elf;
 pub mod mbi;
 pub mod multiboot;
@@ -204,6 +211,20 @@ pub(crate) fn write_pieces(
     Ok(pieces.iter().map(Piece::range).collect())
 }
 
+/// Whether `image`, which has the multiboot `header`, is an ELF64 x86_64 executable that also
+/// has its own 64-bit entry: a valid native image (entry in a loaded segment) whose ELF entry
+/// is not the header's a.out-kludge `entry_addr`.
+pub fn native_despite_multiboot(
+    image: &[u8],
+    mem: u64,
+    header: &multiboot::MultibootHeader,
+) -> bool {
+    match (&header.kludge, elf::plan_native(image, mem)) {
+        (Some(k), Ok(plan)) => plan.entry != u64::from(k.entry_addr),
+        _ => false,
+    }
+}
+
 /// Loads `image` into `memory` (a guest of `mem` bytes): a multiboot kernel with its
 /// `modules` and `cmdline`, or else an ELF64 image (which takes no modules).
 pub fn load_image(
@@ -214,7 +235,11 @@ pub fn load_image(
     cmdline: &str,
 ) -> Result<LoadedImage, LoadError> {
     match multiboot::find_header(image)? {
-        Some(header) => multiboot::load(memory, mem, image, &header, modules, cmdline),
+        Some(header) if !native_despite_multiboot(image, mem, &header) => {
+            multiboot::load(memory, mem, image, &header, modules, cmdline)
+        }
+        Some(_) if !modules.is_empty() => Err(LoadError::ModulesNeedMultiboot),
+        Some(_) => elf::load_elf(memory, mem, image),
         None if !modules.is_empty() => {
             elf::plan_native(image, mem)?;
             Err(LoadError::ModulesNeedMultiboot)
