@@ -26,16 +26,7 @@ const GUESTS: &[(&str, &[&str])] = &[
     ("spin", &["spin", "cmdline", "lapic", "aps", "trampoline"]),
     (
         "spin-scale",
-        &[
-            "common",
-            "spin",
-            "cmdline",
-            "mptable",
-            "lapic",
-            "aps",
-            "trampoline",
-            "many",
-        ],
+        &["spin", "cmdline", "lapic", "aps", "trampoline", "many"],
     ),
     (
         "apic-conformance",
