@@ -67,6 +67,8 @@ pub(crate) struct Runner {
     debug_config: DebugConfig,
     /// KVM copies the system registers into `kvm_run` on every exit (the handler wants them).
     sync_sregs: bool,
+    /// The vCPU has been told to run at least once (its first `Running` was reported).
+    started: bool,
 }
 
 impl Runner {
@@ -96,6 +98,7 @@ impl Runner {
             debug_generation: 0,
             debug_config: DebugConfig::default(),
             sync_sregs: false,
+            started: false,
         }
     }
 
@@ -175,6 +178,11 @@ impl Runner {
             // request below or leaves immediate_exit set for the KVM_RUN that follows.
             self.set_immediate_exit(0);
             match self.shared.checkpoint() {
+                Request::Run if !self.started => {
+                    // The first run after the thread started paused (timelines begin here).
+                    self.started = true;
+                    self.handler.run_state(self.shared.cpu, RunState::Running);
+                }
                 Request::Run => {}
                 Request::Pause => {
                     self.handler.run_state(self.shared.cpu, RunState::Paused);
