@@ -3,6 +3,7 @@
 //!
 //! The `hvtrace` binary (`src/main.rs`) is a thin layer over [`vm::Vm`].
 
+pub mod acpi;
 pub mod boot;
 pub mod boot32;
 pub mod cli;
