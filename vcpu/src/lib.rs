@@ -15,6 +15,7 @@ pub mod kick;
 #[cfg(all(loom, test))]
 mod loom_model;
 mod realmode;
+pub mod reflect;
 mod runner;
 pub mod state;
 mod sync;
@@ -28,5 +29,6 @@ pub use exit::{
 };
 pub use handle::Kicker;
 pub use handle::VcpuHandle;
+pub use reflect::Int3Reflection;
 pub use state::{RunState, Snapshot};
 pub use world::{OwnedStopGuard, StopGuard, World};

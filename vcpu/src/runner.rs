@@ -379,6 +379,17 @@ impl Runner {
         }
     }
 
+    /// Delivers the guest's own `int3`, which the host failed to run, as an injected #BP.
+    fn reflect_int3(&mut self, how: crate::Int3Reflection) -> Result<(), Fatal> {
+        let mut regs = self.exit_regs("an int3 emulation failure")?;
+        crate::reflect::inject_breakpoint(&self.fd, &mut regs, how).map_err(|e| {
+            Fatal::Unexpected {
+                exit: format!("KVM_SET_VCPU_EVENTS to reflect the guest's int3 failed: {e}"),
+            }
+        })?;
+        self.write_regs(&regs)
+    }
+
     /// Writes `regs` back and single-steps one instruction (see [`HltAction::SingleStep`]).
     fn start_step(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
         self.write_regs(regs)?;
@@ -543,8 +554,16 @@ impl Runner {
             }
             VcpuExit::InternalError => {
                 self.last_exit = ExitKind::InternalError;
+                let fatal = self.internal_error();
+                if let Fatal::InternalError { suberror: 1, insn } = &fatal {
+                    if insn.first() == Some(&crate::reflect::INT3) {
+                        if let Some(how) = handler.int3_reflection(cpu) {
+                            return self.reflect_int3(how);
+                        }
+                    }
+                }
                 handler.exit_seen(cpu, ExitKind::InternalError);
-                return Err(self.internal_error());
+                return Err(fatal);
             }
             VcpuExit::Shutdown => {
                 self.last_exit = ExitKind::Shutdown;

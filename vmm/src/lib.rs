@@ -14,6 +14,7 @@ pub mod devices;
 pub mod disasm;
 pub mod dispatch;
 pub mod error;
+pub mod host_int3;
 pub mod host_traps;
 pub mod irqchip;
 pub mod layout;

@@ -52,7 +52,7 @@ use crate::layout::{PVH_INFO_ADDR, PVH_MEMMAP_ADDR, PVH_MEMMAP_MAX, PVH_MODLIST_
 ///
 /// No `nokaslr`: the PVH entry does not randomise (the kernel even reports the word unknown).
 pub const DEFAULT_CMDLINE: &str =
-    "console=ttyS0 earlyprintk=serial,ttyS0,115200 noxsave clearcpuid=popcnt,cx16";
+    "console=ttyS0 earlyprintk=serial,ttyS0,115200 noxsave clearcpuid=popcnt,cx16,smap";
 
 /// `hvm_start_info.magic`.
 pub const START_MAGIC: u32 = 0x336e_c578;
