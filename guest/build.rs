@@ -21,6 +21,7 @@ const GUESTS: &[(&str, &[&str])] = &[
         &["common", "smp", "mptable", "lapic", "aps", "trampoline"],
     ),
     ("fault", &["common", "fault"]),
+    ("breakpoint", &["common", "breakpoint", "gate"]),
     (
         "spin",
         &[
@@ -57,6 +58,7 @@ const GUESTS: &[(&str, &[&str])] = &[
             "ipi_bench",
             "cmdline",
             "idt",
+            "gate",
             "stats",
             "lapic",
             "aps",
@@ -70,6 +72,7 @@ const GUESTS: &[(&str, &[&str])] = &[
             "xcall_lab",
             "cmdline",
             "idt",
+            "gate",
             "stats",
             "mptable",
             "lapic",

@@ -47,8 +47,9 @@ use crate::layout::{PVH_INFO_ADDR, PVH_MEMMAP_ADDR, PVH_MEMMAP_MAX, PVH_MODLIST_
 /// - `console=ttyS0 earlyprintk=serial,ttyS0,115200`: messages on COM1, from the earliest;
 /// - `noxsave`: hosts whose emulator lacks XSAVE/XRSTOR (HOST.md) kill the kernel at its
 ///   first XRSTOR otherwise;
-/// - `clearcpuid=popcnt,cx16`: such hosts force POPCNT into CPUID and the emulator lacks it
-///   once alternatives patch it in; SLUB's `lock cmpxchg16b` (CX16) is not emulated either.
+/// - `clearcpuid=popcnt,cx16,smap`: such hosts force POPCNT into CPUID and the emulator lacks
+///   it once alternatives patch it in; SLUB's `lock cmpxchg16b` (CX16) and SMAP's `clac`/`stac`
+///   are not emulated either.
 ///
 /// No `nokaslr`: the PVH entry does not randomise (the kernel even reports the word unknown).
 pub const DEFAULT_CMDLINE: &str =
