@@ -44,6 +44,7 @@ fn own_functions(name: &str) -> &'static [&'static str] {
             "ap_main",
         ],
         "fault" => &["do_fault"],
+        "breakpoint" => &["bp_install", "bp_site", "bp_handler", "set_gate"],
         "spin" => &[
             "spin_run",
             "spin_bench",
@@ -399,6 +400,7 @@ fn names_are_unique_and_find_works() {
             "hello",
             "smp",
             "fault",
+            "breakpoint",
             "spin",
             "apic-conformance",
             "ipi-bench",
