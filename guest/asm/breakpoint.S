@@ -3,6 +3,8 @@
  * (vector 3) points at bp_handler, executes int3 at bp_site, and checks
  * that the handler ran once with the frame of a native int3: the saved RIP
  * is the address right after the int3 (bp_after), then returns with iretq.
+ * Then it executes fwait with no x87 exception pending (a no-op), which a
+ * software KVM's emulator also lacks (hvtrace completes it).
  * Exit statuses: 0 delivered with the native frame, 1 the handler never
  * ran, 2 the frame's RIP was wrong (printed). With no delivery at all the
  * VM ends on the host's failure instead (an emulation failure on 0xCC).
@@ -29,6 +31,10 @@ FUNCTION(guest_main)
     cmp     bp_frame_rip(%rip), %rax
     jne     2f
     lea     msg_ok(%rip), %rdi
+    call    serial_puts
+    fninit                              /* no x87 exception pending */
+    fwait
+    lea     msg_fwait(%rip), %rdi
     call    serial_puts
     mov     $EXIT_OK, %eax
     pop     %rbp
@@ -84,6 +90,7 @@ END(bp_handler)
     .section .rodata
 msg_before:      .asciz "breakpoint: executing int3\n"
 msg_ok:          .asciz "breakpoint: #BP delivered with the native frame\n"
+msg_fwait:       .asciz "breakpoint: fwait completed\n"
 msg_not_handled: .asciz "breakpoint: the #BP handler never ran\n"
 msg_bad_frame:   .asciz "breakpoint: the #BP frame's RIP is off by "
 msg_newline:     .asciz "\n"

@@ -74,8 +74,8 @@ static GUESTS: [Guest; 8] = [
     Guest {
         name: "breakpoint",
         description: "executes int3 under its own #BP handler and checks it ran once with \
-                      a native frame (saved RIP after the int3); exits 0 (1: not handled, \
-                      2: wrong frame)",
+                      a native frame (saved RIP after the int3), then fwait; exits 0 (1: not \
+                      handled, 2: wrong frame)",
         image: image!("breakpoint"),
     },
     Guest {

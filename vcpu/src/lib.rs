@@ -14,6 +14,7 @@ pub mod handle;
 pub mod kick;
 #[cfg(all(loom, test))]
 mod loom_model;
+pub mod missing;
 mod realmode;
 pub mod reflect;
 mod runner;

@@ -36,9 +36,15 @@ pub fn inject_breakpoint(
     if how == Int3Reflection::AfterInstruction {
         regs.rip = regs.rip.wrapping_add(1);
     }
+    inject_exception(fd, BP_VECTOR)
+}
+
+/// Injects exception `vector` (one without an error code) into `fd` with
+/// `KVM_SET_VCPU_EVENTS`, delivered at its next entry.
+pub fn inject_exception(fd: &VcpuFd, vector: u8) -> Result<(), kvm_ioctls::Error> {
     let mut events = fd.get_vcpu_events()?;
     events.exception.injected = 1;
-    events.exception.nr = BP_VECTOR;
+    events.exception.nr = vector;
     events.exception.has_error_code = 0;
     events.exception.pending = 0;
     events.exception.error_code = 0;

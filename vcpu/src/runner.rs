@@ -390,6 +390,20 @@ impl Runner {
         self.write_regs(&regs)
     }
 
+    /// Completes an `fwait` the host could not emulate (`crate::missing`); false when it
+    /// cannot be completed (the emulation failure then stands).
+    fn complete_fwait(&mut self) -> Result<bool, Fatal> {
+        let mut regs = self.exit_regs("an fwait emulation failure")?;
+        let failed = |e: kvm_ioctls::Error| Fatal::Unexpected {
+            exit: format!("completing the guest's fwait failed: {e}"),
+        };
+        let sregs = self.fd.get_sregs().map_err(failed)?;
+        match crate::missing::complete_fwait(&self.fd, &mut regs, &sregs).map_err(failed)? {
+            crate::missing::Fwait::Unsupported => Ok(false),
+            _ => self.write_regs(&regs).map(|()| true),
+        }
+    }
+
     /// Writes `regs` back and single-steps one instruction (see [`HltAction::SingleStep`]).
     fn start_step(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
         self.write_regs(regs)?;
@@ -556,10 +570,14 @@ impl Runner {
                 self.last_exit = ExitKind::InternalError;
                 let fatal = self.internal_error();
                 if let Fatal::InternalError { suberror: 1, insn } = &fatal {
-                    if insn.first() == Some(&crate::reflect::INT3) {
-                        if let Some(how) = handler.int3_reflection(cpu) {
-                            return self.reflect_int3(how);
+                    match insn.first() {
+                        Some(&crate::reflect::INT3) => {
+                            if let Some(how) = handler.int3_reflection(cpu) {
+                                return self.reflect_int3(how);
+                            }
                         }
+                        Some(&crate::missing::FWAIT) if self.complete_fwait()? => return Ok(()),
+                        _ => {}
                     }
                 }
                 handler.exit_seen(cpu, ExitKind::InternalError);
