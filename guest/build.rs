@@ -23,6 +23,7 @@ const GUESTS: &[(&str, &[&str])] = &[
     ("hello", &["hello"]),
     ("smp", &["smp", "lapic", "aps", "trampoline"]),
     ("fault", &["fault"]),
+    ("breakpoint", &["breakpoint", "gate"]),
     ("spin", &["spin", "cmdline", "lapic", "aps", "trampoline"]),
     (
         "spin-scale",
@@ -49,6 +50,7 @@ const GUESTS: &[(&str, &[&str])] = &[
             "ipi_bench",
             "cmdline",
             "idt",
+            "gate",
             "stats",
             "lapic",
             "aps",
@@ -61,6 +63,7 @@ const GUESTS: &[(&str, &[&str])] = &[
             "xcall_lab",
             "cmdline",
             "idt",
+            "gate",
             "stats",
             "lapic",
             "aps",

@@ -9,12 +9,12 @@
  * its table of gates. Both exception_entry and unexpected_interrupt
  * end in the guest's unexpected_event(vector = %rdi, -1 for an interrupt),
  * which reports the event (print_unexpected_event) and ends the run.
+ * set_gate is in gate.S.
  */
 #include "common.h"
 
 /* 64-bit interrupt gates, DPL 0. */
 #define IDT_ENTRIES         256
-#define GATE_INTR           0x8e00      /* present, DPL 0, type 0xe; IST 0 */
 #define EXC_STUB_SIZE       8
 #define VEC_SPURIOUS        0xff
 
@@ -61,27 +61,6 @@ FUNCTION(idt_init_gates)
     pop     %rbp
     ret
 END(idt_init_gates)
-
-/* set_gate(vector = %edi, handler = %rsi): a 64-bit interrupt gate, CS = SEL_CODE64. */
-FUNCTION(set_gate)
-    push    %rbp
-    mov     %rsp, %rbp
-    mov     %edi, %edi
-    shl     $4, %rdi
-    lea     idt(%rip), %rax
-    add     %rax, %rdi
-    mov     %rsi, %rax
-    mov     %ax, (%rdi)                 /* offset 15:0 */
-    movw    $SEL_CODE64, 2(%rdi)
-    movw    $GATE_INTR, 4(%rdi)
-    shr     $16, %rax
-    mov     %ax, 6(%rdi)                /* offset 31:16 */
-    shr     $16, %rax
-    mov     %eax, 8(%rdi)               /* offset 63:32 */
-    movl    $0, 12(%rdi)
-    pop     %rbp
-    ret
-END(set_gate)
 
 /* Spurious vector: no EOI, as the SDM says. */
 FUNCTION(spurious_interrupt)

@@ -16,6 +16,8 @@
 //! `smp` exit statuses: 0 all CPUs online, 1 some AP did not check in, 2 bad boot-info magic,
 //! 3 MP table missing/invalid or disagreeing with `boot_info.cpu_count`, 4 an IPI stayed
 //! undelivered (ICR busy), 5 the serial lock timed out. `fault` never exits 0.
+//! `breakpoint` exits 0 when its `int3` reached its #BP handler with a native frame, 1 when
+//! the handler never ran, 2 when the frame's RIP was wrong.
 //! `spin` exit statuses (else it loops until stopped): 0 a bounded mode (`mode=calls`, `outs`,
 //! `loop` or `stepcalls`, for the probe benchmark) finished its loop, 3 bad command line, and with
 //! `cpus=all` 1 an AP did not come online, 4 an IPI to start an AP stayed undelivered, 8 MP
@@ -52,7 +54,7 @@ macro_rules! image {
     };
 }
 
-static GUESTS: [Guest; 8] = [
+static GUESTS: [Guest; 9] = [
     Guest {
         name: "hello",
         description: "prints `hello from hvtrace guest` on the serial port and exits 0",
@@ -70,6 +72,13 @@ static GUESTS: [Guest; 8] = [
         description: "prints one line, then executes a VEX instruction (andn) that KVM \
                       cannot emulate at CPL0 (else ud2, a triple fault); never exits 0",
         image: image!("fault"),
+    },
+    Guest {
+        name: "breakpoint",
+        description: "executes int3 under its own #BP handler and checks it ran once with \
+                      a native frame (saved RIP after the int3), then fwait; exits 0 (1: not \
+                      handled, 2: wrong frame)",
+        image: image!("breakpoint"),
     },
     Guest {
         name: "spin",

@@ -45,6 +45,7 @@ fn own_functions(name: &str) -> &'static [&'static str] {
         ],
         "fault" => &["do_fault"],
         "spin-scale" => &["spin_bench", "bench_target", "many_fn_0", "many_fn_9999"],
+        "breakpoint" => &["bp_install", "bp_site", "bp_handler", "set_gate"],
         "spin" => &[
             "spin_run",
             "spin_bench",
@@ -411,6 +412,7 @@ fn names_are_unique_and_find_works() {
             "hello",
             "smp",
             "fault",
+            "breakpoint",
             "spin",
             "spin-scale",
             "apic-conformance",

@@ -106,6 +106,30 @@ fn fault_is_reported(irqchip: &str) {
     );
 }
 
+/// The guest's own `int3` reaches its #BP handler with a native frame under every irqchip:
+/// where the host cannot run it (an emulation failure on 0xCC, HOST.md), hvtrace injects #BP
+/// as its host probe found right (`vmm::host_int3`); elsewhere the host delivers it itself.
+/// Then its `fwait` runs, completed by hvtrace where the host cannot emulate it.
+#[test]
+fn a_guests_own_int3_reaches_its_handler_with_a_native_frame() {
+    if !kvm_or_skip("a_guests_own_int3_reaches_its_handler_with_a_native_frame") {
+        return;
+    }
+    for irqchip in ["emulated", "kvm"] {
+        let out = run_hvtrace(
+            &["run", "--guest", "breakpoint", "--irqchip", irqchip],
+            BOUND,
+        );
+        assert_eq!(out.status, Some(0), "{irqchip}: {out:?}");
+        assert!(
+            out.stdout.contains("#BP delivered with the native frame"),
+            "{irqchip}: {out:?}"
+        );
+        // An `fwait` the host's emulator lacks is completed by hvtrace (`vcpu::missing`).
+        assert!(out.stdout.contains("fwait completed"), "{irqchip}: {out:?}");
+    }
+}
+
 #[test]
 fn timeout_stops_a_spinning_guest_and_reports_each_vcpu() {
     if !kvm_or_skip("timeout_stops_a_spinning_guest_and_reports_each_vcpu") {

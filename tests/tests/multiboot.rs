@@ -238,7 +238,8 @@ fn modules_are_refused_for_native_images_and_missing_files() {
     );
     assert_eq!(out.status, Some(1), "{out:?}");
     assert!(
-        out.stderr.contains("--module needs a multiboot kernel"),
+        out.stderr
+            .contains("--module/--initrd need a multiboot or PVH"),
         "{out:?}"
     );
     let path = kernel_file("mb-elf32");

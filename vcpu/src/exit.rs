@@ -311,6 +311,11 @@ pub trait ExitHandler: Send + Sync + 'static {
     /// An exit the vCPU layer handles by itself (`SetTpr`, `IrqWindow`, `Shutdown`,
     /// `InternalError`), reported for tracing before it takes effect.
     fn exit_seen(&self, _cpu: usize, _kind: ExitKind) {}
+    /// `cpu` executed an `int3` of its own that the host could not run (an emulation failure
+    /// on `0xCC`): how to inject #BP instead, or `None` to end the VM with the failure.
+    fn int3_reflection(&self, _cpu: usize) -> Option<crate::Int3Reflection> {
+        None
+    }
     /// A pending INIT or SIPI for `cpu`, taken (user-space APIC only).
     fn take_startup(&self, _cpu: usize) -> Option<Startup> {
         None

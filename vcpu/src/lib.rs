@@ -14,7 +14,9 @@ pub mod handle;
 pub mod kick;
 #[cfg(all(loom, test))]
 mod loom_model;
+pub mod missing;
 mod realmode;
+pub mod reflect;
 mod runner;
 pub mod state;
 mod sync;
@@ -28,5 +30,6 @@ pub use exit::{
 };
 pub use handle::Kicker;
 pub use handle::VcpuHandle;
+pub use reflect::Int3Reflection;
 pub use state::{RunState, Snapshot};
 pub use world::{OwnedStopGuard, StopGuard, World};

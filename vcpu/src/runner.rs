@@ -387,6 +387,31 @@ impl Runner {
         }
     }
 
+    /// Delivers the guest's own `int3`, which the host failed to run, as an injected #BP.
+    fn reflect_int3(&mut self, how: crate::Int3Reflection) -> Result<(), Fatal> {
+        let mut regs = self.exit_regs("an int3 emulation failure")?;
+        crate::reflect::inject_breakpoint(&self.fd, &mut regs, how).map_err(|e| {
+            Fatal::Unexpected {
+                exit: format!("KVM_SET_VCPU_EVENTS to reflect the guest's int3 failed: {e}"),
+            }
+        })?;
+        self.write_regs(&regs)
+    }
+
+    /// Completes an `fwait` the host could not emulate (`crate::missing`); false when it
+    /// cannot be completed (the emulation failure then stands).
+    fn complete_fwait(&mut self) -> Result<bool, Fatal> {
+        let mut regs = self.exit_regs("an fwait emulation failure")?;
+        let failed = |e: kvm_ioctls::Error| Fatal::Unexpected {
+            exit: format!("completing the guest's fwait failed: {e}"),
+        };
+        let sregs = self.fd.get_sregs().map_err(failed)?;
+        match crate::missing::complete_fwait(&self.fd, &mut regs, &sregs).map_err(failed)? {
+            crate::missing::Fwait::Unsupported => Ok(false),
+            _ => self.write_regs(&regs).map(|()| true),
+        }
+    }
+
     /// Writes `regs` back and single-steps one instruction (see [`HltAction::SingleStep`]).
     fn start_step(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
         self.write_regs(regs)?;
@@ -551,8 +576,20 @@ impl Runner {
             }
             VcpuExit::InternalError => {
                 self.last_exit = ExitKind::InternalError;
+                let fatal = self.internal_error();
+                if let Fatal::InternalError { suberror: 1, insn } = &fatal {
+                    match insn.first() {
+                        Some(&crate::reflect::INT3) => {
+                            if let Some(how) = handler.int3_reflection(cpu) {
+                                return self.reflect_int3(how);
+                            }
+                        }
+                        Some(&crate::missing::FWAIT) if self.complete_fwait()? => return Ok(()),
+                        _ => {}
+                    }
+                }
                 handler.exit_seen(cpu, ExitKind::InternalError);
-                return Err(self.internal_error());
+                return Err(fatal);
             }
             VcpuExit::Shutdown => {
                 self.last_exit = ExitKind::Shutdown;

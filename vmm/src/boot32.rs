@@ -1,4 +1,5 @@
-//! The entry state of a multiboot kernel, as the Multiboot (version 1) specification gives it.
+//! The entry state of a multiboot kernel, as the Multiboot (version 1) specification gives it,
+//! and of a PVH kernel (the same machine state, EBX = `hvm_start_info`, EAX = 0).
 //!
 //! The bootstrap processor starts at the kernel's entry in 32-bit protected mode: CS a flat
 //! 32-bit code segment (base 0, limit 4 GiB, selector 0x08), DS/ES/FS/GS/SS a flat data
@@ -66,6 +67,17 @@ pub fn entry_regs(entry: u64, mbi: u64) -> kvm_regs {
         rip: entry,
         rax: u64::from(BOOTLOADER_MAGIC),
         rbx: mbi,
+        rflags: 0x2,
+        ..Default::default()
+    }
+}
+
+/// General registers at a PVH entry point: EBX = the `hvm_start_info` at `start_info`,
+/// everything else zero (Xen's PVH ABI).
+pub fn pvh_entry_regs(entry: u64, start_info: u64) -> kvm_regs {
+    kvm_regs {
+        rip: entry,
+        rbx: start_info,
         rflags: 0x2,
         ..Default::default()
     }

@@ -64,10 +64,13 @@ pub struct RunArgs {
     /// The guest and its machine.
     #[command(flatten)]
     pub g: GuestArgs,
-    /// A boot module for a multiboot kernel: FILE's bytes, with ARGS (everything after the
-    /// first comma, may hold spaces) as its string (repeatable, in order).
+    /// A boot module for a multiboot or PVH kernel: FILE's bytes, with ARGS (everything after
+    /// the first comma, may hold spaces) as its string (repeatable, in order).
     #[arg(long = "module", value_name = "FILE[,ARGS]")]
     pub modules: Vec<String>,
+    /// An initramfs for a Linux (PVH) kernel: passed as its first boot module.
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
     /// Interrupt controller: hvtrace's own user-space APIC (emulated), KVM's in-kernel irqchip
     /// (kvm), or KVM local APICs with a user-space IOAPIC (split).
     #[arg(long, value_enum, default_value_t = IrqChipMode::Emulated)]

@@ -306,6 +306,16 @@ impl ExitHandler for Dispatcher {
             .is_none_or(|apic| apic.wakeup_pending(cpu, wait))
     }
 
+    fn int3_reflection(&self, _cpu: usize) -> Option<vcpu::Int3Reflection> {
+        // hvtrace's own traps never are an `int3` that fails: under the int3 strategy KVM
+        // reports them as debug exits. So this is the guest's own, delivered as the host allows
+        // (probed once, on the first one).
+        match crate::host_int3::host_int3() {
+            crate::host_int3::Int3Support::Reflect(how) => Some(*how),
+            _ => None,
+        }
+    }
+
     fn fatal(&self, report: FatalReport) {
         self.end.finish(Ending::Fatal(report));
     }

@@ -44,7 +44,7 @@ pub const MAX_HW_BREAKPOINT_SITES: usize = HW_BREAKPOINTS;
 /// RAM of a probe VM: the GDT and page tables below [`GUEST_LOW_START`], code at it.
 const PROBE_MEM: usize = 0x1_0000;
 /// Where a probe's code goes.
-const CODE: u64 = GUEST_LOW_START;
+pub(crate) const CODE: u64 = GUEST_LOW_START;
 /// A probe's stack pointer (nothing is pushed; set for a sane state).
 const STACK: u64 = PROBE_MEM as u64 - 0x10;
 
@@ -172,15 +172,7 @@ impl HostTraps {
     /// gives [`ProbeOutcome::Error`] for every probe.
     pub fn probe() -> HostTraps {
         let start = Instant::now();
-        let setup = Kvm::new()
-            .map_err(|e| format!("cannot open /dev/kvm: {e}"))
-            .and_then(|kvm| {
-                let mut cpuid = kvm
-                    .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-                    .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID failed: {e}"))?;
-                patch_for_vcpu(&mut cpuid, 0, 1);
-                Ok((Arc::new(kvm), Arc::new(cpuid)))
-            });
+        let setup = probe_setup();
         let run = |probe: Probe| match &setup {
             Ok((kvm, cpuid)) => run_bounded(probe.script(), kvm, cpuid, PROBE_BOUND),
             Err(why) => ProbeResult::instant(ProbeOutcome::Error(why.clone())),
@@ -226,6 +218,16 @@ impl HostTraps {
             "ms": ms_f64(self.took),
         })
     }
+}
+
+/// KVM and the CPUID of a one-vCPU probe VM.
+pub(crate) fn probe_setup() -> Result<(Arc<Kvm>, Arc<kvm_bindings::CpuId>), String> {
+    let kvm = Kvm::new().map_err(|e| format!("cannot open /dev/kvm: {e}"))?;
+    let mut cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID failed: {e}"))?;
+    patch_for_vcpu(&mut cpuid, 0, 1);
+    Ok((Arc::new(kvm), Arc::new(cpuid)))
 }
 
 /// The host's trap behaviour, probed on first use and kept for the life of the process (a
@@ -499,21 +501,21 @@ impl Probe {
 /// Where a probe thread is, for the kick: its `kvm_run` and its pthread, present only while
 /// the thread owns a live vCPU fd.
 #[derive(Default)]
-struct KickSlot(Mutex<Option<(usize, libc::pthread_t)>>);
+pub(crate) struct KickSlot(Mutex<Option<(usize, libc::pthread_t)>>);
 
 impl KickSlot {
-    fn publish(&self, run: *mut kvm_run) {
+    pub(crate) fn publish(&self, run: *mut kvm_run) {
         // SAFETY: pthread_self has no preconditions.
         let thread = unsafe { libc::pthread_self() };
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((run as usize, thread));
     }
 
-    fn withdraw(&self) {
+    pub(crate) fn withdraw(&self) {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Sets `immediate_exit` and signals the thread, if it still has its vCPU.
-    fn kick(&self) {
+    pub(crate) fn kick(&self) {
         let slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((run, thread)) = *slot {
             let run = run as *mut kvm_run;
@@ -540,51 +542,76 @@ fn run_bounded(
     cpuid: &Arc<kvm_bindings::CpuId>,
     bound: Duration,
 ) -> ProbeResult {
+    let (kvm, cpuid) = (Arc::clone(kvm), Arc::clone(cpuid));
+    let name = script.name;
+    let (outcome, took) = bounded(name, bound, move |slot| {
+        run_script(&script, &kvm, &cpuid, slot)
+    });
+    ProbeResult {
+        outcome: outcome.unwrap_or_else(|failed| failed),
+        took,
+    }
+}
+
+/// Runs `body` on a thread named `name`, bounded by `bound`: then the vCPU that `body`
+/// published in its [`KickSlot`] is kicked, and a thread that still does not answer is left
+/// behind. Returns what `body` returned (or why there is nothing) and the wall time.
+pub(crate) fn bounded<T, F>(
+    name: &str,
+    bound: Duration,
+    body: F,
+) -> (Result<T, ProbeOutcome>, Duration)
+where
+    T: Send + 'static,
+    F: FnOnce(&KickSlot) -> T + Send + 'static,
+{
     let start = Instant::now();
-    let result = |outcome| ProbeResult {
-        outcome,
-        took: start.elapsed(),
-    };
+    let result = |outcome| (outcome, start.elapsed());
     if let Err(e) = vcpu::kick::install_handler() {
-        return result(ProbeOutcome::Error(e.to_string()));
+        return result(Err(ProbeOutcome::Error(e.to_string())));
     }
     let slot = Arc::new(KickSlot::default());
     let (tx, rx) = mpsc::channel();
     let spawned = {
-        let (kvm, cpuid, slot) = (Arc::clone(kvm), Arc::clone(cpuid), Arc::clone(&slot));
+        let slot = Arc::clone(&slot);
         std::thread::Builder::new()
-            .name(script.name.to_string())
+            .name(name.to_string())
             .spawn(move || {
-                let outcome = run_script(&script, &kvm, &cpuid, &slot);
+                let outcome = body(&slot);
                 let _ = tx.send(outcome);
             })
     };
     if let Err(e) = spawned {
-        return result(ProbeOutcome::Error(format!(
+        return result(Err(ProbeOutcome::Error(format!(
             "cannot start a probe thread: {e}"
-        )));
+        ))));
     }
     match rx.recv_timeout(bound) {
-        Ok(outcome) => return result(outcome),
+        Ok(outcome) => return result(Ok(outcome)),
         Err(mpsc::RecvTimeoutError::Disconnected) => {
-            return result(ProbeOutcome::Error("the probe thread died".into()))
+            return result(Err(ProbeOutcome::Error("the probe thread died".into())))
         }
         Err(mpsc::RecvTimeoutError::Timeout) => slot.kick(),
     }
     // Kicked: the thread should answer at once; whatever it says, this probe timed out.
     let _ = rx.recv_timeout(bound);
-    result(ProbeOutcome::TimedOut(bound))
+    result(Err(ProbeOutcome::TimedOut(bound)))
 }
 
 /// A probe VM: memory and fds live as long as this.
-struct ProbeVm {
-    vcpu: VcpuFd,
+pub(crate) struct ProbeVm {
+    pub(crate) vcpu: VcpuFd,
     _vm: VmFd,
-    _memory: GuestMemoryMmap,
+    pub(crate) memory: GuestMemoryMmap,
 }
 
-/// Builds the VM for `code` (long mode, CPL0, RIP at [`CODE`]).
-fn probe_vm(kvm: &Kvm, cpuid: &kvm_bindings::CpuId, code: &[u8]) -> Result<ProbeVm, String> {
+/// Builds the VM for `code` (long mode, CPL0, RIP at [`CODE`], RSP at [`STACK`], 64 KiB of
+/// RAM with the VMM's GDT and identity page tables).
+pub(crate) fn probe_vm(
+    kvm: &Kvm,
+    cpuid: &kvm_bindings::CpuId,
+    code: &[u8],
+) -> Result<ProbeVm, String> {
     let ioctl = |what: &str| {
         let what = what.to_string();
         move |e: kvm_ioctls::Error| format!("{what} failed: {e}")
@@ -631,7 +658,7 @@ fn probe_vm(kvm: &Kvm, cpuid: &kvm_bindings::CpuId, code: &[u8]) -> Result<Probe
     Ok(ProbeVm {
         vcpu,
         _vm: vm,
-        _memory: memory,
+        memory,
     })
 }
 

@@ -5,7 +5,10 @@
 //! 0x0000_1000  boot-info block (RDI at entry), command line at 0x1100
 //! 0x0000_2000  PML4, 0x3000 PDPT, 0x4000..0x7fff four page directories (identity map, 4 GiB)
 //! 0x0000_8000  free for the guest (real-mode trampolines go here) .. 0x9_f000
+//! 0x0009_f000  PVH kernels: hvm_start_info, memory map 0x9_f040, modules 0x9_f200,
+//!              command line 0x9_f400 (2 KiB)
 //! 0x0009_fc00  Intel MP table (floating pointer + configuration table)
+//! 0x000e_0000  ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) for PVH kernels
 //! 0x0010_0000  guest image (ELF segments) and the rest of RAM
 //! 0xc000_0000  32-bit MMIO hole up to 4 GiB (IOAPIC 0xfec0_0000, local APIC 0xfee0_0000)
 //! ```
@@ -34,6 +37,22 @@ pub const GUEST_LOW_START: u64 = 0x8000;
 pub const MPTABLE_ADDR: u64 = 0x9_fc00;
 /// Start of the low region reserved for the VMM's tables and the legacy BIOS area.
 pub const LOW_RESERVED_START: u64 = 0x9_f000;
+/// A PVH kernel's `hvm_start_info` (56 bytes).
+pub const PVH_INFO_ADDR: u64 = 0x9_f000;
+/// A PVH kernel's memory map (24-byte entries).
+pub const PVH_MEMMAP_ADDR: u64 = 0x9_f040;
+/// Most memory-map entries that fit before the module list.
+pub const PVH_MEMMAP_MAX: usize = ((PVH_MODLIST_ADDR - PVH_MEMMAP_ADDR) / 24) as usize;
+/// A PVH kernel's module list (32-byte entries).
+pub const PVH_MODLIST_ADDR: u64 = 0x9_f200;
+/// A PVH kernel's command line.
+pub const PVH_CMDLINE_ADDR: u64 = 0x9_f400;
+/// Longest PVH command line with its NUL (Linux's `COMMAND_LINE_SIZE`), up to the MP table.
+pub const PVH_CMDLINE_MAX: usize = (MPTABLE_ADDR - PVH_CMDLINE_ADDR) as usize;
+/// ACPI tables (RSDP first), in the legacy BIOS area where Linux also looks for an RSDP.
+pub const ACPI_ADDR: u64 = 0xe_0000;
+/// Room for the ACPI tables.
+pub const ACPI_MAX: u64 = 0x1_0000;
 /// Where guest images are linked (1 MiB).
 pub const HIMEM_START: u64 = 0x10_0000;
 /// Start of the 32-bit MMIO hole.
@@ -73,6 +92,10 @@ const _: () = {
     assert!(CMDLINE_ADDR + CMDLINE_MAX as u64 <= PML4_ADDR);
     assert!(PD_ADDR + 4 * 0x1000 <= GUEST_LOW_START);
     assert!(MPTABLE_ADDR >= LOW_RESERVED_START);
+    assert!(PVH_INFO_ADDR >= LOW_RESERVED_START && PVH_INFO_ADDR + 56 <= PVH_MEMMAP_ADDR);
+    assert!(PVH_MODLIST_ADDR + 8 * 32 <= PVH_CMDLINE_ADDR);
+    assert!(PVH_CMDLINE_MAX == 2048);
+    assert!(ACPI_ADDR >= MPTABLE_ADDR + 0x400 && ACPI_ADDR + ACPI_MAX <= HIMEM_START);
 };
 
 /// The RAM regions for `mem` bytes: below the MMIO hole and, past 3 GiB, above 4 GiB.

@@ -3,6 +3,7 @@
 //!
 //! The `hvtrace` binary (`src/main.rs`) is a thin layer over [`vm::Vm`].
 
+pub mod acpi;
 pub mod boot;
 pub mod boot32;
 pub mod cli;
@@ -13,6 +14,7 @@ pub mod devices;
 pub mod disasm;
 pub mod dispatch;
 pub mod error;
+pub mod host_int3;
 pub mod host_traps;
 pub mod irqchip;
 pub mod layout;

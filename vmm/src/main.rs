@@ -123,12 +123,13 @@ fn image(guest_name: Option<&str>, kernel: Option<&std::path::Path>) -> Result<I
     })
 }
 
-/// Reads each `--module FILE[,ARGS]`.
-fn modules(specs: &[String]) -> Result<Vec<Module>> {
-    specs
-        .iter()
-        .map(|spec| {
-            let (path, args) = parse_module_arg(spec);
+/// Reads the `--initrd FILE` (first, with no string) and each `--module FILE[,ARGS]`.
+fn modules(initrd: Option<&std::path::Path>, specs: &[String]) -> Result<Vec<Module>> {
+    let initrd = initrd.map(|p| (p.to_path_buf(), String::new()));
+    initrd
+        .into_iter()
+        .chain(specs.iter().map(|spec| parse_module_arg(spec)))
+        .map(|(path, args)| {
             let bytes = std::fs::read(&path).map_err(|source| VmmError::ModuleRead {
                 path: path.clone(),
                 source,
@@ -186,7 +187,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         mem: args.g.mem,
         irqchip: args.irqchip,
         cmdline: args.g.cmdline.clone(),
-        modules: modules(&args.modules)?,
+        modules: modules(args.initrd.as_deref(), &args.modules)?,
         timeout: args.timeout,
         serial_out: Box::new(std::io::stdout()),
         probes: Vec::new(),

@@ -11,6 +11,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 
 use vcpu::{VcpuHandle, World};
 
+use crate::acpi;
 use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
 use crate::boot32;
 use crate::control::{ControlContext, ControlSocket};
@@ -30,7 +31,7 @@ use crate::layout::create_guest_memory;
 use crate::loader::{load_image, BootProtocol, LoadedImage, Module};
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
-use crate::probes::{HitHook, ProbeError, ProbeSet};
+use crate::probes::{AddressMap, HitHook, ProbeError, ProbeSet};
 use crate::timeline::{ApicFanOut, Timeline};
 use crate::trace::{
     plan, GuestPaging, LocalSink, Sessions, TraceSpec, TraceTarget, Tracing, VcpuAccess,
@@ -137,12 +138,22 @@ impl Vm {
         register_memory(&vm, &memory)?;
         irqchip::setup(&kvm_handle, &vm, config.irqchip)?;
 
+        // Every guest gets ACPI tables (as every guest gets the MP table); a PVH kernel is
+        // also told where they are.
+        let rsdp = acpi::write(
+            &memory,
+            acpi::AcpiMachine {
+                cpus: config.cpus as u8,
+                pic: config.irqchip == IrqChipMode::Kvm,
+            },
+        )?;
         let loaded = load_image(
             &memory,
             config.mem,
             &config.image.bytes,
             &config.modules,
             &config.cmdline,
+            rsdp,
         )
         .map_err(|source| VmmError::Load {
             image: config.image.name.clone(),
@@ -152,6 +163,7 @@ impl Vm {
             eprintln!("hvtrace: warning: {warning}");
         }
         let multiboot = matches!(loaded.protocol, BootProtocol::Multiboot { .. });
+        let pvh = matches!(loaded.protocol, BootProtocol::Pvh { .. });
         mptable::write(&memory, config.cpus as u8)?;
 
         let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
@@ -182,7 +194,7 @@ impl Vm {
             !config.probes.is_empty() || config.trace.is_some() || config.control.is_some();
         let mut control = None;
         let (probes, tracing) = if traced {
-            let symbols = ElfSymbols::parse(&config.image.bytes).map_err(ProbeError::from)?;
+            let symbols = ElfSymbols::load(&config.image.bytes).map_err(ProbeError::from)?;
             let mut all = catalogue(&config.image.bytes, &symbols);
             let planned = match &config.trace {
                 Some(spec) => Some(plan(spec, &all)?),
@@ -216,7 +228,11 @@ impl Vm {
                 cpus: config.cpus,
                 boot,
             };
-            let probes = Arc::new(ProbeSet::new(config.cpus, strategy));
+            let probes = Arc::new(
+                ProbeSet::new(config.cpus, strategy)
+                    .with_address_map(AddressMap::new(loaded.mappings.clone())),
+            );
+            probes.set_paging(Arc::clone(&paging));
             probes.set_sync_observer(sessions.clone());
             if let Some(t) = &config.timeline {
                 probes.set_timeline(Arc::clone(t));
@@ -271,8 +287,8 @@ impl Vm {
                 cpu_count: config.cpus as u32,
                 bsp_apic_id: 0,
                 mem_size: config.mem,
-                // A multiboot kernel finds its command line in the MBI.
-                cmdline: if multiboot {
+                // Multiboot and PVH kernels find their command line in their own structures.
+                cmdline: if multiboot || pvh {
                     String::new()
                 } else {
                     config.cmdline.clone()
@@ -280,7 +296,7 @@ impl Vm {
                 tsc_khz: fds[0].get_tsc_khz().unwrap_or(0),
             },
         )?;
-        if multiboot {
+        if multiboot || pvh {
             boot32::write_gdt(&memory)?;
         }
 
@@ -530,6 +546,10 @@ fn setup_bsp(fd: &VcpuFd, loaded: &LoadedImage) -> Result<(), VmmError> {
         BootProtocol::Multiboot { mbi } => {
             boot32::protected_mode_sregs(&mut sregs);
             boot32::entry_regs(loaded.entry, mbi)
+        }
+        BootProtocol::Pvh { start_info } => {
+            boot32::protected_mode_sregs(&mut sregs);
+            boot32::pvh_entry_regs(loaded.entry, start_info)
         }
     };
     fd.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;

@@ -100,15 +100,28 @@ impl ControlSocket {
             path: path.to_path_buf(),
             source,
         };
+        // Bound and listening under a temporary name, then renamed into place: a client that
+        // sees the path can connect (between bind and listen it would be refused).
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let staging = path.with_file_name(format!(
+            ".{}.{}.tmp",
+            file_name.unwrap_or_else(|| "hvtrace-control".into()),
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&staging);
         // SAFETY: umask only swaps the process's file-creation mask; no memory is involved.
         let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(path);
+        let bound = UnixListener::bind(&staging);
         // SAFETY: as above, restoring the previous mask.
         unsafe { libc::umask(old) };
         let listener = bound.map_err(bind_error)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(bind_error)?;
-        listener.set_nonblocking(true).map_err(bind_error)?;
+        let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+            .and_then(|()| listener.set_nonblocking(true))
+            .and_then(|()| std::fs::rename(&staging, path));
+        if let Err(e) = placed {
+            let _ = std::fs::remove_file(&staging);
+            return Err(bind_error(e));
+        }
         Ok(ControlSocket {
             listener: Some(listener),
             path: path.to_path_buf(),

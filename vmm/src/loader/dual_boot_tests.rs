@@ -16,7 +16,7 @@ fn built_in_guests_boot_natively_under_hvtrace() {
         let header = find_header(g.image).unwrap().expect(g.name);
         assert!(header.flags & FLAG_AOUT_KLUDGE != 0, "{}", g.name);
         let mem = create_guest_memory(MEM).unwrap();
-        let loaded = load_image(&mem, MEM, g.image, &[], "").unwrap();
+        let loaded = load_image(&mem, MEM, g.image, &[], "", 0).unwrap();
         assert_eq!(loaded.protocol, BootProtocol::Native, "{}", g.name);
         assert!(
             native_despite_multiboot(g.image, MEM, &header),
@@ -28,7 +28,7 @@ fn built_in_guests_boot_natively_under_hvtrace() {
             args: String::new(),
         }];
         assert_eq!(
-            load_image(&mem, MEM, g.image, &modules, ""),
+            load_image(&mem, MEM, g.image, &modules, "", 0),
             Err(LoadError::ModulesNeedMultiboot),
             "{}",
             g.name
@@ -67,7 +67,7 @@ fn an_elf64_whose_entry_is_the_multiboot_entry_boots_as_multiboot() {
     let mut image = g.image.to_vec();
     image[24..32].copy_from_slice(&u64::from(entry).to_le_bytes()); // e_entry
     let mem = create_guest_memory(MEM).unwrap();
-    let loaded = load_image(&mem, MEM, &image, &[], "").unwrap();
+    let loaded = load_image(&mem, MEM, &image, &[], "", 0).unwrap();
     assert!(matches!(loaded.protocol, BootProtocol::Multiboot { .. }));
     assert_eq!(loaded.entry, u64::from(entry));
 }

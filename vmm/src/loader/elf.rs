@@ -138,6 +138,7 @@ pub fn load_elf(
         segments,
         protocol: BootProtocol::Native,
         warnings: Vec::new(),
+        mappings: Vec::new(),
     })
 }
 

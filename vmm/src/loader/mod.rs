@@ -5,6 +5,10 @@
 //!   is loaded as QEMU's `-kernel` does: through its a.out-kludge addresses when flags bit 16
 //!   is set, else as an ELF32 image; modules follow it in memory and a multiboot information
 //!   structure ([`mbi`]) follows them. It is entered in 32-bit protected mode (`crate::boot32`).
+//! - an ELF64 with a PVH entry note (a Linux `vmlinux`, see [`pvh`]) boots through Xen's PVH
+//!   protocol: 32-bit protected mode, EBX = an `hvm_start_info` with the memory map, command
+//!   line (a default one when none is given, [`pvh::DEFAULT_CMDLINE`]), modules (the initramfs)
+//!   and ACPI root pointer.
 //! - any other image must be an ELF64 x86_64 executable ([`elf`]), entered in 64-bit long mode
 //!   with hvtrace's boot-info block (`crate::boot`).
 //! - an image that is both, an ELF64 x86_64 executable with a multiboot header whose a.out-kludge
@@ -21,6 +25,7 @@ mod dual_boot_tests;
 pub mod elf;
 pub mod mbi;
 pub mod multiboot;
+pub mod pvh;
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -96,9 +101,37 @@ pub enum LoadError {
         /// What is wrong.
         source: Box<LoadError>,
     },
-    /// Modules were given for an image that is not a multiboot kernel.
-    #[error("--module needs a multiboot kernel; this image is an ELF64 booted with hvtrace's own 64-bit protocol, which has no modules")]
+    /// Modules were given for an image that is not a multiboot or PVH kernel.
+    #[error("--module/--initrd need a multiboot or PVH (Linux vmlinux) kernel; this image is an ELF64 booted with hvtrace's own 64-bit protocol, which has no modules")]
     ModulesNeedMultiboot,
+    /// More modules than the PVH start info holds.
+    #[error("{count} modules given; a PVH kernel gets at most {max}")]
+    TooManyModules {
+        /// Modules given.
+        count: usize,
+        /// Most accepted.
+        max: usize,
+    },
+    /// A module does not fit between the kernel and the top of low RAM.
+    #[error("module {index} ({len:#x} bytes) does not fit in RAM between the kernel's end ({kernel_end:#x}) and the top of memory below 3 GiB ({mem} bytes of RAM): use a larger --mem")]
+    ModuleDoesNotFit {
+        /// Module index.
+        index: usize,
+        /// Its size.
+        len: u64,
+        /// End of the kernel image.
+        kernel_end: u64,
+        /// RAM size.
+        mem: u64,
+    },
+    /// The command line is longer than the kernel takes.
+    #[error("the command line is {len} bytes; a PVH kernel takes at most {max} (and no NUL byte)")]
+    CmdlineTooLong {
+        /// Its length.
+        len: usize,
+        /// Most accepted.
+        max: usize,
+    },
     /// Writing guest memory failed.
     #[error("guest memory write failed: {0}")]
     Write(String),
@@ -114,6 +147,23 @@ pub enum BootProtocol {
         /// Physical address of the multiboot information structure.
         mbi: u64,
     },
+    /// Xen's PVH entry: 32-bit protected mode, paging off, EBX = the `hvm_start_info`.
+    Pvh {
+        /// Physical address of the `hvm_start_info`.
+        start_info: u64,
+    },
+}
+
+/// A loaded segment whose virtual addresses differ from its physical ones (a Linux kernel
+/// runs its text at `0xffffffff81000000`, loaded at 16 MiB).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    /// First virtual address.
+    pub vaddr: u64,
+    /// Where it is loaded.
+    pub paddr: u64,
+    /// Length in bytes.
+    pub len: u64,
 }
 
 /// The result of loading an image.
@@ -128,6 +178,9 @@ pub struct LoadedImage {
     /// Things the loader accepted but could not honour (e.g. a requested video mode), for the
     /// user to see.
     pub warnings: Vec<String>,
+    /// Segments whose virtual addresses are not their physical ones (empty when the image
+    /// runs identity-mapped).
+    pub mappings: Vec<Mapping>,
 }
 
 /// A boot module of a multiboot kernel (`--module FILE[,ARGS]`).
@@ -226,13 +279,16 @@ pub fn native_despite_multiboot(
 }
 
 /// Loads `image` into `memory` (a guest of `mem` bytes): a multiboot kernel with its
-/// `modules` and `cmdline`, or else an ELF64 image (which takes no modules).
+/// `modules` and `cmdline`, a PVH kernel with its modules, command line (the default Linux one
+/// when empty) and `rsdp` (the ACPI root pointer, 0 for none), or else an ELF64 image (which
+/// takes no modules).
 pub fn load_image(
     memory: &GuestMemoryMmap,
     mem: u64,
     image: &[u8],
     modules: &[Module],
     cmdline: &str,
+    rsdp: u64,
 ) -> Result<LoadedImage, LoadError> {
     match multiboot::find_header(image)? {
         Some(header) if !native_despite_multiboot(image, mem, &header) => {
@@ -240,6 +296,19 @@ pub fn load_image(
         }
         Some(_) if !modules.is_empty() => Err(LoadError::ModulesNeedMultiboot),
         Some(_) => elf::load_elf(memory, mem, image),
+        None if pvh::pvh_entry(image).is_some() => {
+            let cmdline = if cmdline.is_empty() {
+                pvh::DEFAULT_CMDLINE
+            } else {
+                cmdline
+            };
+            let inputs = pvh::PvhInputs {
+                modules,
+                cmdline,
+                rsdp,
+            };
+            pvh::load(memory, mem, image, &inputs)
+        }
         None if !modules.is_empty() => {
             elf::plan_native(image, mem)?;
             Err(LoadError::ModulesNeedMultiboot)

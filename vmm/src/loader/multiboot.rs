@@ -373,6 +373,7 @@ pub fn load(
         segments,
         protocol: BootProtocol::Multiboot { mbi: info.addr },
         warnings,
+        mappings: Vec::new(),
     })
 }
 

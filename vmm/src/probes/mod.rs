@@ -23,10 +23,12 @@ use tracer::probes::Probe;
 use tracer::symbols::{ElfSymbols, SymbolSource};
 use tracer::traps::{decode_function, emulate, Emulation, GuestText, Regs, TrapKind, TrapTable};
 use vcpu::GuestDebug;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
 use crate::host_traps::TrapStrategy;
-use memory::{DryRun, IdentityMemory};
+use crate::trace::{GuestPaging, Translation};
+pub use memory::AddressMap;
+use memory::{DryRun, ProbeMemory};
 pub use regs::{regs_from_kvm, regs_to_kvm};
 use sync_events::ReportedStop;
 pub use sync_events::{StopReason, SyncObserver};
@@ -169,6 +171,10 @@ pub struct ProbeSet {
     /// two vCPUs stopping each other for their own steps would wait for each other for ever.
     step_owner: AtomicUsize,
     next_session: AtomicU64,
+    /// Where the image's text lies in guest-physical memory.
+    map: AddressMap,
+    /// Each vCPU's translation at its trap exits, for the stack of emulated instructions.
+    paging: OnceLock<Arc<GuestPaging>>,
 }
 
 /// Called for every probe that fires at a trap, before the displaced instruction runs.
@@ -203,6 +209,34 @@ impl ProbeSet {
             next_session: AtomicU64::new(1),
             observer: OnceLock::new(),
             timeline: OnceLock::new(),
+            map: AddressMap::default(),
+            paging: OnceLock::new(),
+        }
+    }
+
+    /// This set with the image's text found through `map` (identity by default).
+    pub fn with_address_map(mut self, map: AddressMap) -> Self {
+        self.map = map;
+        self
+    }
+
+    /// Emulated stack accesses go through each vCPU's page tables as `paging` records them
+    /// (guest-physical until set).
+    pub fn set_paging(&self, paging: Arc<GuestPaging>) {
+        let _ = self.paging.set(paging);
+    }
+
+    /// Guest memory as the traps see it, with `cpu`'s translation for the stack (`None`:
+    /// no vCPU, physical).
+    fn view<'a>(&'a self, memory: &'a GuestMemoryMmap, cpu: Option<usize>) -> ProbeMemory<'a> {
+        let translation = match (cpu, self.paging.get()) {
+            (Some(cpu), Some(p)) => p.translation(cpu),
+            _ => Translation::Physical,
+        };
+        ProbeMemory {
+            ram: memory,
+            map: &self.map,
+            translation,
         }
     }
 
@@ -315,7 +349,7 @@ impl ProbeSet {
                 });
             }
         }
-        let mut text = IdentityMemory(memory);
+        let mut text = self.view(memory, None);
         let mut done: Vec<u64> = Vec::new();
         for (index, p) in placed.probes.iter().enumerate() {
             for &site in &p.sites {
@@ -366,7 +400,7 @@ impl ProbeSet {
             return Ok(0);
         };
         let (_, probes) = armed.sessions.remove(at);
-        let mut text = IdentityMemory(memory);
+        let mut text = self.view(memory, None);
         let mut restored = 0;
         let mut failed = None;
         for p in &probes {
@@ -499,7 +533,7 @@ impl ProbeSet {
         let Some(trap) = armed.traps.hit(kind, exit_addr) else {
             drop(armed);
             return Ok(match kind {
-                TrapKind::Hlt => stale_trap(regs, memory),
+                TrapKind::Hlt => stale_trap(regs, &self.view(memory, None)),
                 _ => Hit::NotOurs,
             });
         };
@@ -508,12 +542,17 @@ impl ProbeSet {
         let mut original = [0u8; 16];
         armed
             .traps
-            .shadow_read(&IdentityMemory(memory), site, &mut original)
+            .shadow_read(&self.view(memory, None), site, &mut original)
             .map_err(|e| format!("probe site {site:#x}: cannot read its original bytes: {e}"))?;
         // Decide first (without side effects) whether this hit needs a single step, and take
         // the step token before anything is counted, so a hit that must wait is retried whole.
         let needs_step = matches!(
-            emulate(&original, site, regs, &mut DryRun(memory)),
+            emulate(
+                &original,
+                site,
+                regs,
+                &mut DryRun(self.view(memory, Some(cpu)))
+            ),
             Emulation::NeedsSingleStep(_)
         );
         if needs_step
@@ -545,7 +584,7 @@ impl ProbeSet {
         }
         if !needs_step {
             if let Emulation::Emulated(after) =
-                emulate(&original, site, regs, &mut IdentityMemory(memory))
+                emulate(&original, site, regs, &mut self.view(memory, Some(cpu)))
             {
                 *regs = after;
                 return Ok(Hit::Emulated);
@@ -600,7 +639,8 @@ impl ProbeSet {
                     d.update(|c| c.hw_breakpoints[usize::from(dr & 3)] = None);
                 }
             }
-            TrapKind::Hlt | TrapKind::Int3 => IdentityMemory(memory)
+            TrapKind::Hlt | TrapKind::Int3 => self
+                .view(memory, None)
                 .write(site, &[original])
                 .map_err(|e| {
                     format!("probe site {site:#x}: cannot restore the original byte: {e}")
@@ -636,7 +676,8 @@ impl ProbeSet {
                 }
                 Ok(())
             }
-            TrapKind::Hlt | TrapKind::Int3 if still_armed => IdentityMemory(memory)
+            TrapKind::Hlt | TrapKind::Int3 if still_armed => self
+                .view(memory, None)
                 .write(site, kind.patch_bytes())
                 .map_err(|e| {
                     format!("probe site {site:#x}: cannot re-arm after the single step: {e}")
@@ -652,7 +693,7 @@ impl ProbeSet {
     /// probes and their hit counts stay listed).
     pub fn disarm_all(&self, memory: &GuestMemoryMmap) {
         let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
-        for (site, e) in armed.traps.disarm_all(&mut IdentityMemory(memory)) {
+        for (site, e) in armed.traps.disarm_all(&mut self.view(memory, None)) {
             eprintln!("hvtrace: could not restore the guest text at {site:#x}: {e}");
         }
         armed.by_site.clear();
@@ -670,10 +711,11 @@ impl ProbeSet {
 /// A `hlt` exit that is not (or no longer) one of our traps. If the byte before RIP is not a
 /// `hlt` any more, it was a trap removed between the exit and its handling: RIP goes back so
 /// the restored instruction runs. Otherwise it is the guest's own `hlt`.
-fn stale_trap(regs: &mut Regs, memory: &GuestMemoryMmap) -> Hit {
+fn stale_trap(regs: &mut Regs, text: &ProbeMemory<'_>) -> Hit {
     let at = regs.rip.wrapping_sub(1);
-    match memory.read_obj::<u8>(GuestAddress(at)) {
-        Ok(byte) if byte != TrapKind::Hlt.patch_bytes()[0] => {
+    let mut byte = [0u8];
+    match text.read(at, &mut byte) {
+        Ok(()) if byte[0] != TrapKind::Hlt.patch_bytes()[0] => {
             regs.rip = at;
             Hit::Retry
         }

@@ -9,7 +9,7 @@
 
 mod apic_events;
 mod context;
-mod paging;
+pub(crate) mod paging;
 mod registry;
 mod session;
 mod sink;

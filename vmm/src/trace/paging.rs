@@ -97,6 +97,20 @@ impl PhysMemory for Ram<'_> {
     }
 }
 
+/// The guest-physical address of `addr` as `translation` says; `None` when it is not mapped
+/// (or paging is in a mode that is not walked).
+pub fn to_physical(memory: &GuestMemoryMmap, translation: Translation, addr: u64) -> Option<u64> {
+    match translation {
+        Translation::Physical => Some(addr),
+        Translation::LongMode { cr3, la57 } => {
+            tracer::pagewalk::translate(&Ram(memory), cr3, la57, addr)
+                .ok()
+                .map(|t| t.gpa)
+        }
+        Translation::Legacy => None,
+    }
+}
+
 /// Reads `buf.len()` bytes at `addr` as `translation` says; false if any byte is not mapped
 /// or not backed.
 pub fn read(memory: &GuestMemoryMmap, translation: Translation, addr: u64, buf: &mut [u8]) -> bool {

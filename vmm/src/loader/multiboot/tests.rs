@@ -47,7 +47,7 @@ fn kludge_kernel(code: &[u8]) -> Vec<u8> {
 /// [`LoadError::InMultiboot`] (whose message is checked once, here).
 fn load(image: &[u8]) -> Result<LoadedImage, LoadError> {
     let mem = create_guest_memory(MEM).unwrap();
-    load_image(&mem, MEM, image, &[], "").map_err(|e| {
+    load_image(&mem, MEM, image, &[], "", 0).map_err(|e| {
         let message = e.to_string();
         match e {
             LoadError::InMultiboot { source, .. } => {
@@ -76,7 +76,7 @@ fn loads_an_aout_kludge_kernel_with_modules_and_mbi() {
         bytes: b"module bytes".to_vec(),
         args: "m=1".into(),
     }];
-    let loaded = load_image(&mem, MEM, &image, &modules, "x=y").unwrap();
+    let loaded = load_image(&mem, MEM, &image, &modules, "x=y", 0).unwrap();
     assert_eq!(loaded.entry, 0x10_0020);
     assert_eq!(loaded.segments, vec![(0x10_0000, 0x10_0200)]);
     assert_eq!(loaded.protocol, BootProtocol::Multiboot { mbi: 0x10_2000 });
@@ -304,7 +304,7 @@ fn modules_need_a_multiboot_kernel() {
         args: String::new(),
     };
     assert_eq!(
-        load_image(&mem, MEM, native, &[module], ""),
+        load_image(&mem, MEM, native, &[module], "", 0),
         Err(LoadError::ModulesNeedMultiboot)
     );
 }
