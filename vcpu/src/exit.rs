@@ -304,6 +304,14 @@ pub trait ExitHandler: Send + Sync + 'static {
     /// [`ExitHandler::debug`] and [`ExitHandler::sample`] when [`ExitHandler::wants_sregs`]
     /// (the tracer walks the guest's page tables with CR0, CR3 and CR4).
     fn trap_sregs(&self, _cpu: usize, _sregs: &kvm_bindings::kvm_sregs) {}
+    /// Whether the handler wants the in-kernel local APIC's state (`KVM_GET_LAPIC`) when each
+    /// vCPU leaves its loop (asked once, at that moment).
+    fn wants_final_lapic(&self) -> bool {
+        false
+    }
+    /// `cpu`'s in-kernel local APIC as its thread leaves the loop (only with an in-kernel
+    /// irqchip, and only when [`ExitHandler::wants_final_lapic`]).
+    fn final_lapic(&self, _cpu: usize, _lapic: &kvm_bindings::kvm_lapic_state) {}
     /// `cpu`'s thread moved to `state` (`Running`, `Halted` by the guest, `Paused` by the
     /// VMM), for timelines. Called on that thread, possibly under its control lock: must not
     /// block or kick.

@@ -192,6 +192,7 @@ impl Runner {
                 }
                 Request::Exit => {
                     self.complete_pending_exit();
+                    self.report_final_lapic();
                     self.shared.set_state(RunState::Exiting);
                     return;
                 }
@@ -214,8 +215,19 @@ impl Runner {
             }
             if self.handler.vm_ending() {
                 self.complete_pending_exit();
+                self.report_final_lapic();
                 self.shared.set_state(RunState::Exiting);
                 return;
+            }
+        }
+    }
+
+    /// Hands the in-kernel local APIC's state to the handler as the vCPU leaves, when it wants
+    /// it (fails quietly without an in-kernel irqchip).
+    fn report_final_lapic(&self) {
+        if self.handler.wants_final_lapic() {
+            if let Ok(lapic) = self.fd.get_lapic() {
+                self.handler.final_lapic(self.shared.cpu, &lapic);
             }
         }
     }

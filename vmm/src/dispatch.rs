@@ -279,6 +279,20 @@ impl ExitHandler for Dispatcher {
         self.sessions.sample(cpu, &regs_from_kvm(regs));
     }
 
+    fn wants_final_lapic(&self) -> bool {
+        self.timeline.is_some() && self.apic.is_none()
+    }
+
+    fn final_lapic(&self, cpu: usize, lapic: &kvm_bindings::kvm_lapic_state) {
+        if let Some(t) = &self.timeline {
+            let page: Vec<u8> = lapic.regs.iter().map(|&b| b as u8).collect();
+            t.record_final_apic(
+                cpu,
+                crate::timeline::ApicSnapshot::from_register_page(&page),
+            );
+        }
+    }
+
     fn run_state(&self, cpu: usize, state: vcpu::RunState) {
         if let Some(t) = &self.timeline {
             t.record(cpu, crate::timeline::EventKind::State(state));

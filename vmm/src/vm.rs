@@ -117,6 +117,8 @@ pub struct Vm {
     /// The control socket, bound, with what attached clients need; served from `run`.
     control: Option<(ControlSocket, Arc<ControlContext>)>,
     end: Arc<EndSignal>,
+    /// The run's timeline, when recorded (gets each APIC's final state).
+    timeline: Option<Arc<Timeline>>,
     timeout: Option<Duration>,
     _vm: Arc<VmFd>,
     memory: GuestMemoryMmap,
@@ -359,6 +361,7 @@ impl Vm {
             sessions,
             control,
             end,
+            timeline: config.timeline.clone(),
             timeout: config.timeout,
             _vm: vm,
             memory,
@@ -406,9 +409,15 @@ impl Vm {
                 vcpus: self.stop_all(),
             },
         };
+        let cpus = self.vcpus.len();
         for v in self.vcpus {
             if let Err(e) = v.join(STOP_BOUND) {
                 eprintln!("hvtrace: {e}");
+            }
+        }
+        if let (Some(apic), Some(t)) = (&self.apic, &self.timeline) {
+            for cpu in 0..cpus {
+                t.record_final_apic(cpu, apic.snapshot(cpu));
             }
         }
         if let Some(apic) = &self.apic {

@@ -57,6 +57,7 @@ pub fn run_once_qemu(
         exits: BTreeMap::new(),
         deliveries_us: vec![Vec::new(); spec.cpus],
         exits_us: vec![Vec::new(); spec.cpus],
+        final_apic: Default::default(),
         serial: run.serial,
     })
 }

@@ -7,7 +7,7 @@ use super::rows::{rows, Row};
 use super::Comparison;
 
 /// Section titles, in order.
-pub(super) const SECTIONS: [(&str, &str); 5] = [
+pub(super) const SECTIONS: [(&str, &str); 6] = [
     ("run", "Runs"),
     (
         "checks",
@@ -20,6 +20,10 @@ pub(super) const SECTIONS: [(&str, &str); 5] = [
     (
         "apic",
         "APIC behaviour recorded by hvtrace's APIC (medians over the runs)",
+    ),
+    (
+        "final apic",
+        "Each local APIC at the end of the run (KVM_GET_LAPIC for KVM's APIC)",
     ),
     ("exits", "Exits to hvtrace (medians over the runs)"),
 ];

@@ -40,6 +40,7 @@ pub fn rows(c: &Comparison) -> Vec<Row> {
         &mut out,
     );
     apic_rows(c, &mut out);
+    final_apic_rows(c, &mut out);
     let start = out.len();
     number_rows(
         c,
@@ -382,4 +383,67 @@ fn apic_rows(c: &Comparison, out: &mut Vec<Row>) {
         &|m| m.runs.iter().all(|r| r.apic.is_none()),
         "not observable in KVM's in-kernel APIC or QEMU (n/a)",
     );
+}
+
+/// Vectors as `0x31 0x62`, or `none`.
+fn vectors(v: &[u8]) -> String {
+    if v.is_empty() {
+        return "none".into();
+    }
+    v.iter()
+        .map(|x| format!("{x:#04x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Each vCPU's ISR, IRR, TMR and PPR at the end of the runs, summarised over the runs; `n/a`
+/// where the column could not be read (QEMU).
+fn final_apic_rows(c: &Comparison, out: &mut Vec<Row>) {
+    let cpus = c
+        .modes
+        .iter()
+        .flat_map(|m| m.runs.iter())
+        .flat_map(|r| r.final_apic.keys().copied())
+        .max();
+    let Some(last) = cpus else {
+        return;
+    };
+    type Field = fn(&crate::timeline::ApicSnapshot) -> String;
+    let fields: [(&str, Field); 4] = [
+        ("ISR", |s| vectors(&s.isr)),
+        ("IRR", |s| vectors(&s.irr)),
+        ("TMR", |s| vectors(&s.tmr)),
+        ("PPR", |s| format!("{:#04x}", s.ppr)),
+    ];
+    for cpu in 0..=last {
+        for (name, field) in fields {
+            let cells: Vec<String> = c
+                .modes
+                .iter()
+                .map(|m| {
+                    if m.runs.iter().all(|r| r.final_apic.is_empty()) {
+                        return "n/a".into();
+                    }
+                    summarize(
+                        m.runs
+                            .iter()
+                            .map(|r| r.final_apic.get(&cpu).map_or("-".into(), field)),
+                    )
+                })
+                .collect();
+            let observed: Vec<&String> = cells.iter().filter(|c| *c != "n/a").collect();
+            let differs = observed.len() > 1 && !observed.windows(2).all(|w| w[0] == w[1]);
+            out.push(Row {
+                section: "final apic",
+                name: format!("vCPU {cpu} {name}"),
+                cells,
+                differs,
+                note: if differs {
+                    "the APICs end in different states".into()
+                } else {
+                    String::new()
+                },
+            });
+        }
+    }
 }

@@ -35,6 +35,9 @@ pub struct RunResult {
     pub deliveries_us: Vec<Vec<f64>>,
     /// Per vCPU: the times (µs) of its exits — for plots.
     pub exits_us: Vec<Vec<f64>>,
+    /// Each vCPU's local APIC at the end (`KVM_GET_LAPIC` for KVM's APIC, the router's state
+    /// for hvtrace's; empty for a QEMU run).
+    pub final_apic: std::collections::BTreeMap<usize, crate::timeline::ApicSnapshot>,
     /// The serial output.
     pub serial: String,
 }
@@ -119,6 +122,7 @@ pub fn run_once(spec: &RunSpec, irqchip: IrqChipMode) -> Result<RunResult, VmmEr
         exits: exits_by_kind(&events),
         deliveries_us,
         exits_us,
+        final_apic: timeline.final_apics(),
         serial: text,
     })
 }

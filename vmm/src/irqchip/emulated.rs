@@ -235,6 +235,19 @@ impl EmulatedIrqchip {
         }
     }
 
+    /// `cpu`'s local APIC state now (for the end of a recorded run).
+    pub fn snapshot(&self, cpu: usize) -> crate::timeline::ApicSnapshot {
+        let r = self.lock();
+        let l = r.lapic(cpu);
+        crate::timeline::ApicSnapshot {
+            tpr: l.tpr(),
+            ppr: l.ppr(),
+            isr: l.isr().iter().collect(),
+            irr: l.irr().iter().collect(),
+            tmr: l.tmr().iter().collect(),
+        }
+    }
+
     /// Kicks `cpu` (the timer thread's polling for interrupt windows).
     pub(crate) fn kick(&self, cpu: usize) {
         if let Some(k) = self.kickers.get().and_then(|k| k.get(cpu)) {

@@ -45,12 +45,58 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// A local APIC's state at the end of a run: from `KVM_GET_LAPIC` for KVM's APIC, from the
+/// router for hvtrace's.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApicSnapshot {
+    /// TPR.
+    pub tpr: u8,
+    /// PPR.
+    pub ppr: u8,
+    /// Vectors in service.
+    pub isr: Vec<u8>,
+    /// Vectors requested.
+    pub irr: Vec<u8>,
+    /// Vectors marked level triggered.
+    pub tmr: Vec<u8>,
+}
+
+impl ApicSnapshot {
+    /// From the APIC register page `KVM_GET_LAPIC` returns (TPR 0x80, PPR 0xa0, ISR 0x100,
+    /// TMR 0x180, IRR 0x200; each vector set is eight 32-bit words 16 bytes apart).
+    pub fn from_register_page(regs: &[u8]) -> Self {
+        let byte = |off: usize| regs.get(off).copied().unwrap_or(0);
+        let set = |base: usize| -> Vec<u8> {
+            (0..=255u8)
+                .filter(|&v| {
+                    let word = base + usize::from(v / 32) * 16;
+                    let bits = u32::from_le_bytes([
+                        byte(word),
+                        byte(word + 1),
+                        byte(word + 2),
+                        byte(word + 3),
+                    ]);
+                    bits & (1 << (v % 32)) != 0
+                })
+                .collect()
+        };
+        ApicSnapshot {
+            tpr: byte(0x80),
+            ppr: byte(0xa0),
+            isr: set(0x100),
+            tmr: set(0x180),
+            irr: set(0x200),
+        }
+    }
+}
+
 /// The recorder: shared by every vCPU thread, the APIC timer thread and the probes.
 pub struct Timeline {
     start: Instant,
     max_events: usize,
     events: Mutex<Vec<Event>>,
     dropped: AtomicU64,
+    final_apics: Mutex<std::collections::BTreeMap<usize, ApicSnapshot>>,
 }
 
 impl Timeline {
@@ -61,6 +107,7 @@ impl Timeline {
             max_events,
             events: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
+            final_apics: Mutex::new(Default::default()),
         })
     }
 
@@ -77,6 +124,22 @@ impl Timeline {
             cpu: cpu as u32,
             kind,
         });
+    }
+
+    /// Records `cpu`'s local APIC state at the end of the run.
+    pub fn record_final_apic(&self, cpu: usize, snapshot: ApicSnapshot) {
+        self.final_apics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cpu, snapshot);
+    }
+
+    /// Each vCPU's local APIC state at the end of the run, where recorded.
+    pub fn final_apics(&self) -> std::collections::BTreeMap<usize, ApicSnapshot> {
+        self.final_apics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Nanoseconds since the timeline started.
@@ -122,6 +185,20 @@ impl crate::irqchip::emulated::ApicEventSink for ApicFanOut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_pages_decode() {
+        let mut page = vec![0u8; 1024];
+        page[0x80] = 0x20;
+        page[0xa0] = 0x30;
+        page[0x100 + 16] = 1; // ISR vector 32
+        page[0x200 + 3 * 16] |= 1 << 2; // IRR vector 98
+        let s = ApicSnapshot::from_register_page(&page);
+        assert_eq!((s.tpr, s.ppr), (0x20, 0x30));
+        assert_eq!(s.isr, [32]);
+        assert_eq!(s.irr, [98]);
+        assert!(s.tmr.is_empty());
+    }
 
     #[test]
     fn events_are_bounded_and_ordered() {
