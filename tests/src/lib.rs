@@ -159,35 +159,21 @@ pub fn temp_file(tag: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
+/// The parsed ELF image of built-in guest `guest` (read with the `object` crate, independently
+/// of the tracer's own ELF reading).
+fn guest_elf(guest: &str) -> object::File<'static> {
+    let image = guest::find(guest).expect("guest exists").image;
+    object::File::parse(image).unwrap_or_else(|e| panic!("guest {guest}: {e}"))
+}
+
 /// Address and size of `symbol` in built-in guest `guest`, read from its ELF symbol table.
 pub fn guest_symbol(guest: &str, symbol: &str) -> (u64, u64) {
-    let image = guest::find(guest).expect("guest exists").image;
-    let rd16 = |o: usize| u16::from_le_bytes(image[o..o + 2].try_into().unwrap()) as usize;
-    let rd32 = |o: usize| u32::from_le_bytes(image[o..o + 4].try_into().unwrap()) as usize;
-    let rd64 = |o: usize| u64::from_le_bytes(image[o..o + 8].try_into().unwrap());
-    let shoff = rd64(0x28) as usize;
-    let (shentsize, shnum) = (rd16(0x3a), rd16(0x3c));
-    for i in 0..shnum {
-        let sh = shoff + i * shentsize;
-        if rd32(sh + 4) != 2 {
-            continue; // not SHT_SYMTAB
-        }
-        let (off, size, link, entsize) = (
-            rd64(sh + 0x18) as usize,
-            rd64(sh + 0x20) as usize,
-            rd32(sh + 0x28),
-            rd64(sh + 0x38) as usize,
-        );
-        let strtab = rd64(shoff + link * shentsize + 0x18) as usize;
-        for s in (off..off + size).step_by(entsize) {
-            let name_off = strtab + rd32(s);
-            let end = image[name_off..].iter().position(|&b| b == 0).unwrap();
-            if &image[name_off..name_off + end] == symbol.as_bytes() {
-                return (rd64(s + 8), rd64(s + 16));
-            }
-        }
-    }
-    panic!("symbol {symbol} not found in guest {guest}");
+    use object::{Object, ObjectSymbol};
+    guest_elf(guest)
+        .symbols()
+        .find(|s| s.name() == Ok(symbol))
+        .map(|s| (s.address(), s.size()))
+        .unwrap_or_else(|| panic!("symbol {symbol} not found in guest {guest}"))
 }
 
 /// Serial output kept in memory, readable while the guest runs (for tests and benchmarks that
@@ -273,21 +259,14 @@ fn library_config(
 /// The address range `[start, end)` covering every executable section of a built-in guest's
 /// image (read from its ELF section headers, independently of the tracer).
 pub fn guest_text_range(guest: &str) -> (u64, u64) {
-    let image = guest::find(guest).expect("guest exists").image;
-    let rd16 = |o: usize| u16::from_le_bytes(image[o..o + 2].try_into().unwrap()) as usize;
-    let rd32 = |o: usize| u32::from_le_bytes(image[o..o + 4].try_into().unwrap());
-    let rd64 = |o: usize| u64::from_le_bytes(image[o..o + 8].try_into().unwrap());
-    let shoff = rd64(0x28) as usize;
-    let (shentsize, shnum) = (rd16(0x3a), rd16(0x3c));
+    use object::{Object, ObjectSection, SectionFlags, SectionKind};
+    const SHF_EXECINSTR: u64 = 4;
     let (mut start, mut end) = (u64::MAX, 0);
-    for i in 0..shnum {
-        let sh = shoff + i * shentsize;
-        const SHT_PROGBITS: u32 = 1;
-        const SHF_EXECINSTR: u64 = 4;
-        if rd32(sh + 4) == SHT_PROGBITS && rd64(sh + 8) & SHF_EXECINSTR != 0 {
-            let (addr, size) = (rd64(sh + 0x10), rd64(sh + 0x20));
-            start = start.min(addr);
-            end = end.max(addr + size);
+    for section in guest_elf(guest).sections() {
+        let exec = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & SHF_EXECINSTR != 0);
+        if exec && section.kind() != SectionKind::UninitializedData {
+            start = start.min(section.address());
+            end = end.max(section.address() + section.size());
         }
     }
     assert!(start < end, "{guest} has no executable section");
