@@ -180,6 +180,20 @@ pub fn guest_symbol(guest: &str, symbol: &str) -> (u64, u64) {
 /// drive `vmm::Vm` as a library).
 pub use vmm::devices::MemoryOutput as MemorySerial;
 
+/// Waits (polling every millisecond) until the guest has printed `needle`; panics with what it
+/// printed after `bound`.
+pub fn wait_for_serial(serial: &MemorySerial, needle: &str, bound: Duration) {
+    let start = std::time::Instant::now();
+    while !serial.text().contains(needle) {
+        assert!(
+            start.elapsed() < bound,
+            "the guest did not print `{needle}` within {bound:?}:\n{}",
+            serial.text()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Builds (does not run) a VM for built-in guest `name` with 256 MiB, serial output captured.
 pub fn library_vm(
     name: &str,

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tests::{guest_symbol, kvm_or_skip, library_vm, MemorySerial};
+use tests::{guest_symbol, kvm_or_skip, library_vm, wait_for_serial, MemorySerial};
 use vm_memory::{Bytes, GuestAddress};
 use vmm::{IrqChipMode, Outcome, Vm};
 
@@ -169,14 +169,7 @@ fn torture(irqchip: IrqChipMode, mode: &str) {
     let started = Instant::now();
     let outcome = std::thread::scope(|s| {
         let runner = s.spawn(|| vm.run().expect("run"));
-        let t = Instant::now();
-        while !serial.text().contains("spin: mode=") {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "spin guest did not start"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_serial(&serial, "spin: mode=", Duration::from_secs(30));
         assert_progress("before the torture");
         std::thread::scope(|inner| {
             for t in 0..2 {

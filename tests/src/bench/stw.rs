@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use vmm::IrqChipMode;
 
 use super::{percentile, us, Goal, Row, Size};
-use crate::library_vm;
+use crate::{library_vm, wait_for_serial};
 
 /// Stop latencies (µs) of `samples` stops of a spinning guest.
 fn stop_latencies(cpus: usize, irqchip: IrqChipMode, mode: &str, samples: usize) -> Vec<f64> {
@@ -18,15 +18,7 @@ fn stop_latencies(cpus: usize, irqchip: IrqChipMode, mode: &str, samples: usize)
     let mut lat = Vec::with_capacity(samples);
     std::thread::scope(|s| {
         let runner = s.spawn(|| vm.run());
-        let t = Instant::now();
-        while !serial.text().contains("spin: mode=") {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "spin guest did not start: {}",
-                serial.text()
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_serial(&serial, "spin: mode=", Duration::from_secs(30));
         std::thread::sleep(Duration::from_millis(50));
         for _ in 0..samples {
             let t = Instant::now();
