@@ -15,17 +15,17 @@ const MAX_FRAMES: usize = 32;
 
 /// A vCPU stopped at a probe, as the runtime sees it.
 pub(super) struct HitContext<'a> {
-    pub(super) tracing: &'a Tracing,
-    pub(super) cpu: u32,
-    pub(super) regs: Regs,
-    pub(super) site: u64,
-    pub(super) start: u64,
-    pub(super) is_return: bool,
-    pub(super) timestamp: u64,
+    tracing: &'a Tracing,
+    cpu: u32,
+    regs: Regs,
+    site: u64,
+    start: u64,
+    is_return: bool,
+    timestamp: u64,
     /// Arguments of a probe without guest registers (`vmexit`); registers read as absent.
-    pub(super) args: Option<[u64; 4]>,
+    args: Option<[u64; 4]>,
     /// Whether `regs` are the vCPU's (`regs[]`, `caller`, `stack()` read them).
-    pub(super) has_regs: bool,
+    has_regs: bool,
 }
 
 impl<'a> HitContext<'a> {
@@ -46,6 +46,29 @@ impl<'a> HitContext<'a> {
             timestamp: tracing.now_ns(),
             args,
             has_regs: args.is_none(),
+        }
+    }
+
+    /// An fbt probe of the function starting at `start` firing on `cpu`, trapped at `site`
+    /// with `regs` (a `return` probe when `is_return`).
+    pub(super) fn at_trap(
+        tracing: &'a Tracing,
+        cpu: u32,
+        regs: &Regs,
+        site: u64,
+        start: u64,
+        is_return: bool,
+    ) -> Self {
+        HitContext {
+            tracing,
+            cpu,
+            regs: *regs,
+            site,
+            start,
+            is_return,
+            timestamp: tracing.now_ns(),
+            args: None,
+            has_regs: true,
         }
     }
 

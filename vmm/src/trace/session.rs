@@ -352,17 +352,7 @@ impl HitHook for Tracing {
         if clauses.is_empty() {
             return;
         }
-        let ctx = HitContext {
-            tracing: self,
-            cpu: cpu as u32,
-            regs: *regs,
-            site,
-            start: *start,
-            is_return: probe.name == "return",
-            timestamp: self.now_ns(),
-            args: None,
-            has_regs: true,
-        };
+        let ctx = HitContext::at_trap(self, cpu as u32, regs, site, *start, probe.name == "return");
         self.fire_on(cpu, info, clauses, &ctx);
     }
 }
