@@ -1,4 +1,4 @@
-//! End-to-end: the `ipi-bench` guest behind `cargo bench --bench apic` runs and prints
+//! End-to-end: the `ipi-bench` guest behind the benchmark suite's `apic` group runs and prints
 //! well-formed results under every irqchip, so the benchmark never rots. No timing is asserted.
 
 use std::time::Duration;

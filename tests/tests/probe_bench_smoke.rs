@@ -1,5 +1,5 @@
 //! Smoke test of the probe benchmark's guest modes (`spin mode=calls|outs|loop|stepcalls`,
-//! see `benches/probes.rs`): exact counts only, never timings. Under `--irqchip emulated` an
+//! see `src/bench/exits.rs`): exact counts only, never timings. Under `--irqchip emulated` an
 //! `fbt` probe on `bench_target` is hit once per call, and each hit costs exactly one exit
 //! (the displaced instruction is emulated in the VMM, no single-step); one on
 //! `bench_target_step`, whose first instruction is not emulated, costs exactly two (the trap
