@@ -30,3 +30,47 @@ pub fn linux_guest_or_skip(test: &str, name: &str) -> Option<PathBuf> {
     ));
     None
 }
+
+/// A traced run of the fetched vmlinux: what it printed and what the D program recorded.
+pub struct TracedRun {
+    /// hvtrace's output (the guest's serial console on stdout).
+    pub run: crate::RunOutput,
+    /// The D program's records (`-o` file).
+    pub trace: String,
+}
+
+/// Boots the fetched vmlinux with `cpus` vCPUs and 256 MiB under hvtrace's `--timeout
+/// timeout_s`, traced by `program`; `None` (after a loud SKIPPED line naming `test`) where
+/// `/dev/kvm` or the guest is missing. The test's own bound is a minute past hvtrace's.
+pub fn run_traced_vmlinux(
+    test: &str,
+    cpus: usize,
+    timeout_s: u64,
+    program: &str,
+) -> Option<TracedRun> {
+    if !crate::kvm_or_skip(test) {
+        return None;
+    }
+    let vmlinux = linux_guest_or_skip(test, "vmlinux")?;
+    let trace_file = crate::temp_file(&format!("{}-trace.txt", test.replace(':', "_")), b"");
+    let (cpus, timeout) = (cpus.to_string(), timeout_s.to_string());
+    let args = [
+        "run",
+        "--kernel",
+        vmlinux.to_str().expect("UTF-8 path"),
+        "--cpus",
+        &cpus,
+        "--mem",
+        "256M",
+        "--timeout",
+        &timeout,
+        "-q",
+        "-o",
+        trace_file.to_str().expect("UTF-8 path"),
+        "-n",
+        program,
+    ];
+    let run = crate::run_hvtrace(&args, std::time::Duration::from_secs(timeout_s + 60));
+    let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
+    Some(TracedRun { run, trace })
+}

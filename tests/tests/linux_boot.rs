@@ -12,13 +12,10 @@
 //! hvtrace's `--timeout`; a failure says how far the boot got (the last console lines and probe
 //! records). On a software KVM (HOST.md) this takes about 40 s.
 
-use std::time::Duration;
-
-use tests::linux::linux_guest_or_skip;
-use tests::{kvm_or_skip, run_hvtrace, temp_file};
+use tests::linux::{run_traced_vmlinux, TracedRun};
 use vmm::loader::mbi::{memory_map, MMAP_RAM};
 
-/// Guest RAM of the run.
+/// Guest RAM of the run (`run_traced_vmlinux` gives 256 MiB).
 const MEM: u64 = 256 << 20;
 /// hvtrace's own limit on the run; the test's bound is a minute more.
 const TIMEOUT_S: u64 = 480;
@@ -77,33 +74,9 @@ fn tail(text: &str, n: usize) -> String {
 #[test]
 fn debian_kernel_boots_by_pvh_and_early_boot_is_traced() {
     let test = "linux_boot::debian_kernel_boots_by_pvh_and_early_boot_is_traced";
-    if !kvm_or_skip(test) {
-        return;
-    }
-    let Some(vmlinux) = linux_guest_or_skip(test, "vmlinux") else {
+    let Some(TracedRun { run, trace }) = run_traced_vmlinux(test, 1, TIMEOUT_S, PROGRAM) else {
         return;
     };
-    let trace_file = temp_file("linux-boot-trace.txt", b"");
-    let timeout = TIMEOUT_S.to_string();
-    let mem = format!("{}M", MEM >> 20);
-    let args = [
-        "run",
-        "--kernel",
-        vmlinux.to_str().expect("UTF-8 path"),
-        "--cpus",
-        "1",
-        "--mem",
-        &mem,
-        "--timeout",
-        &timeout,
-        "-q",
-        "-o",
-        trace_file.to_str().expect("UTF-8 path"),
-        "-n",
-        PROGRAM,
-    ];
-    let run = run_hvtrace(&args, Duration::from_secs(TIMEOUT_S + 60));
-    let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
     let records: Vec<&str> = trace.lines().filter(|l| !l.trim().is_empty()).collect();
     let how_far = format!(
         "the run took {:.1} s, exit status {:?}; the boot got this far:\n  last console lines:\n{}  last probe records:\n{}  hvtrace's messages:\n{}",

@@ -58,6 +58,9 @@ pub enum VmmError {
         /// Maximum allowed.
         max: usize,
     },
+    /// The vCPUs' CPUID table could not be built.
+    #[error(transparent)]
+    Cpuid(#[from] crate::cpuid::CpuidError),
     /// hvtrace's own APIC could not be configured.
     #[error(transparent)]
     EmulatedApic(#[from] crate::irqchip::emulated::EmulatedIrqchipError),

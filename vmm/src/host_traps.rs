@@ -226,7 +226,7 @@ pub(crate) fn probe_setup() -> Result<(Arc<Kvm>, Arc<kvm_bindings::CpuId>), Stri
     let mut cpuid = kvm
         .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
         .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID failed: {e}"))?;
-    patch_for_vcpu(&mut cpuid, 0, 1);
+    patch_for_vcpu(&mut cpuid, 0, 1).map_err(|e| e.to_string())?;
     Ok((Arc::new(kvm), Arc::new(cpuid)))
 }
 

@@ -176,7 +176,7 @@ impl Vm {
         for cpu in 0..config.cpus {
             let fd = vm.create_vcpu(cpu as u64).map_err(kvm("KVM_CREATE_VCPU"))?;
             let mut cpuid = supported.clone();
-            patch_for_vcpu(&mut cpuid, cpu as u32, config.cpus as u32);
+            patch_for_vcpu(&mut cpuid, cpu as u32, config.cpus as u32)?;
             if config.irqchip == IrqChipMode::Emulated {
                 patch_for_emulated_apic(&mut cpuid);
             }
