@@ -13,7 +13,7 @@ use vcpu::{
 };
 
 use crate::devices::testdev::{self, IrqLines};
-use crate::devices::{DebugExit, SerialPort, COM1_BASE, COM1_LEN};
+use crate::devices::{DebugExit, PciBus, SerialPort, COM1_BASE, COM1_LEN};
 use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::IrqChipMode;
@@ -27,6 +27,8 @@ pub type SerialOut = Box<dyn Write + Send>;
 pub struct Dispatcher {
     pub(crate) serial: SerialPort<SerialOut>,
     pub(crate) debug_exit: DebugExit,
+    /// PCI configuration space (mechanism #1): a host bridge.
+    pub(crate) pci: PciBus,
     pub(crate) end: Arc<EndSignal>,
     pub(crate) irqchip: IrqChipMode,
     /// Interrupt lines the IRQ test device drives; `None` when no controller takes them.
@@ -125,6 +127,7 @@ impl ExitHandler for Dispatcher {
                     *b = self.serial.read(offset);
                 }
             }
+            None if PciBus::handles(port) => self.pci.read(port, data),
             None => data.fill(0xff),
         }
         self.vmexit(
@@ -145,6 +148,8 @@ impl ExitHandler for Dispatcher {
             if let Some(b) = data.first() {
                 self.serial.write(offset, *b)?;
             }
+        } else if PciBus::handles(port) {
+            self.pci.write(port, data);
         } else if self.debug_exit.handles(port) {
             self.end.finish(Ending::Exit(self.debug_exit.status(data)));
         } else if let Some(line) = testdev::line_of(port) {

@@ -18,7 +18,7 @@ use crate::control::{ControlContext, ControlSocket};
 use crate::cpuid::{patch_for_emulated_apic, patch_for_vcpu};
 use crate::devices::serial::IrqLine;
 use crate::devices::testdev::IrqLines;
-use crate::devices::{DebugExit, ExitConvention, SerialPort};
+use crate::devices::{DebugExit, ExitConvention, PciBus, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, SerialOut};
 use crate::error::{kvm, VmmError};
@@ -323,6 +323,7 @@ impl Vm {
                     ExitConvention::Value
                 },
             },
+            pci: PciBus::default(),
             end: Arc::clone(&end),
             irqchip: config.irqchip,
             irq_lines,
