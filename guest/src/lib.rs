@@ -76,8 +76,10 @@ static GUESTS: [Guest; 9] = [
     Guest {
         name: "breakpoint",
         description: "executes int3 under its own #BP handler and checks it ran once with \
-                      a native frame (saved RIP after the int3), then fwait; exits 0 (1: not \
-                      handled, 2: wrong frame)",
+                      a native frame (saved RIP after the int3), then fwait, then stmxcsr and \
+                      ldmxcsr (MXCSR reads back 0x1f80, then what was loaded; a reserved bit \
+                      raises #GP(0) at the ldmxcsr); exits 0 (1: not handled, 2: wrong \
+                      frame, 3: MXCSR wrong, 4: no #GP)",
         image: image!("breakpoint"),
     },
     Guest {

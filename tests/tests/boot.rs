@@ -109,7 +109,9 @@ fn fault_is_reported(irqchip: &str) {
 /// The guest's own `int3` reaches its #BP handler with a native frame under every irqchip:
 /// where the host cannot run it (an emulation failure on 0xCC, HOST.md), hvtrace injects #BP
 /// as its host probe found right (`vmm::host_int3`); elsewhere the host delivers it itself.
-/// Then its `fwait` runs, completed by hvtrace where the host cannot emulate it.
+/// Then its `fwait`, `stmxcsr` and `ldmxcsr` run, completed by hvtrace where the host cannot
+/// emulate them (`vcpu::missing`): MXCSR reads back what was loaded, and a reserved bit
+/// raises #GP(0) at the `ldmxcsr`, as the SDM says.
 #[test]
 fn a_guests_own_int3_reaches_its_handler_with_a_native_frame() {
     if !kvm_or_skip("a_guests_own_int3_reaches_its_handler_with_a_native_frame") {
@@ -127,6 +129,15 @@ fn a_guests_own_int3_reaches_its_handler_with_a_native_frame() {
         );
         // An `fwait` the host's emulator lacks is completed by hvtrace (`vcpu::missing`).
         assert!(out.stdout.contains("fwait completed"), "{irqchip}: {out:?}");
+        assert!(
+            out.stdout.contains("stmxcsr/ldmxcsr completed"),
+            "{irqchip}: {out:?}"
+        );
+        assert!(
+            out.stdout
+                .contains("ldmxcsr of a reserved bit raised #GP(0)"),
+            "{irqchip}: {out:?}"
+        );
     }
 }
 

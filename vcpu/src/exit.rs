@@ -324,6 +324,11 @@ pub trait ExitHandler: Send + Sync + 'static {
     fn int3_reflection(&self, _cpu: usize) -> Option<crate::Int3Reflection> {
         None
     }
+    /// Guest RAM, for completing an instruction the host could not run whose operand is in
+    /// memory (`crate::missing`); `None` leaves such failures fatal.
+    fn guest_ram(&self) -> Option<&dyn crate::missing::GuestRam> {
+        None
+    }
     /// A pending INIT or SIPI for `cpu`, taken (user-space APIC only).
     fn take_startup(&self, _cpu: usize) -> Option<Startup> {
         None

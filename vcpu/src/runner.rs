@@ -424,6 +424,26 @@ impl Runner {
         }
     }
 
+    /// Completes an `ldmxcsr`/`stmxcsr` the host could not emulate (`crate::missing`); false
+    /// when `insn` is neither or it cannot be completed (the emulation failure then stands).
+    fn complete_mxcsr(
+        &mut self,
+        insn: &[u8],
+        ram: &dyn crate::missing::GuestRam,
+    ) -> Result<bool, Fatal> {
+        let mut regs = self.exit_regs("an ldmxcsr/stmxcsr emulation failure")?;
+        let failed = |e: kvm_ioctls::Error| Fatal::Unexpected {
+            exit: format!("completing the guest's ldmxcsr/stmxcsr failed: {e}"),
+        };
+        let sregs = self.fd.get_sregs().map_err(failed)?;
+        match crate::missing::complete_mxcsr(&self.fd, &mut regs, &sregs, insn, ram)
+            .map_err(failed)?
+        {
+            crate::missing::MxcsrOutcome::Unsupported(_) => Ok(false),
+            _ => self.write_regs(&regs).map(|()| true),
+        }
+    }
+
     /// Writes `regs` back and single-steps one instruction (see [`HltAction::SingleStep`]).
     fn start_step(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
         self.write_regs(regs)?;
@@ -597,7 +617,14 @@ impl Runner {
                             }
                         }
                         Some(&crate::missing::FWAIT) if self.complete_fwait()? => return Ok(()),
-                        _ => {}
+                        Some(_) => {
+                            if let Some(ram) = handler.guest_ram() {
+                                if self.complete_mxcsr(insn, ram)? {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                        None => {}
                     }
                 }
                 handler.exit_seen(cpu, ExitKind::InternalError);

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use tracer::traps::TrapKind;
 use vcpu::{
@@ -29,6 +29,8 @@ pub struct Dispatcher {
     pub(crate) debug_exit: DebugExit,
     /// PCI configuration space (mechanism #1): a host bridge.
     pub(crate) pci: PciBus,
+    /// Guest RAM, for the instructions the vCPU layer completes itself (`vcpu::missing`).
+    pub(crate) ram: GuestRam,
     pub(crate) end: Arc<EndSignal>,
     pub(crate) irqchip: IrqChipMode,
     /// Interrupt lines the IRQ test device drives; `None` when no controller takes them.
@@ -45,6 +47,19 @@ pub struct Dispatcher {
     pub(crate) timeline: Option<Arc<crate::timeline::Timeline>>,
     /// Where the vCPUs' control registers at trap exits go, when something may trace.
     pub(crate) paging: Option<Arc<crate::trace::GuestPaging>>,
+}
+
+/// Guest RAM as `vcpu::missing` reads and writes it.
+pub(crate) struct GuestRam(pub(crate) GuestMemoryMmap);
+
+impl vcpu::missing::GuestRam for GuestRam {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> bool {
+        self.0.read_slice(buf, GuestAddress(gpa)).is_ok()
+    }
+
+    fn write(&self, gpa: u64, buf: &[u8]) -> bool {
+        self.0.write_slice(buf, GuestAddress(gpa)).is_ok()
+    }
 }
 
 impl Dispatcher {
@@ -323,6 +338,10 @@ impl ExitHandler for Dispatcher {
         self.apic
             .as_ref()
             .is_none_or(|apic| apic.wakeup_pending(cpu, wait))
+    }
+
+    fn guest_ram(&self) -> Option<&dyn vcpu::missing::GuestRam> {
+        Some(&self.ram)
     }
 
     fn int3_reflection(&self, _cpu: usize) -> Option<vcpu::Int3Reflection> {

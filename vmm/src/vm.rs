@@ -20,7 +20,7 @@ use crate::devices::serial::IrqLine;
 use crate::devices::testdev::IrqLines;
 use crate::devices::{DebugExit, ExitConvention, PciBus, SerialPort};
 use crate::disasm::decode_one;
-use crate::dispatch::{Dispatcher, SerialOut};
+use crate::dispatch::{Dispatcher, GuestRam, SerialOut};
 use crate::error::{kvm, VmmError};
 use crate::host_traps::{trap_strategy, TrapStrategy};
 use crate::irqchip::clock::GuestClock;
@@ -324,6 +324,7 @@ impl Vm {
                 },
             },
             pci: PciBus::default(),
+            ram: GuestRam(memory.clone()),
             end: Arc::clone(&end),
             irqchip: config.irqchip,
             irq_lines,
