@@ -24,6 +24,7 @@ const GUESTS: &[(&str, &[&str])] = &[
     ("smp", &["smp", "lapic", "aps", "trampoline"]),
     ("fault", &["fault"]),
     ("breakpoint", &["breakpoint", "gate"]),
+    ("pci", &["pci"]),
     ("spin", &["spin", "cmdline", "lapic", "aps", "trampoline"]),
     (
         "spin-scale",

@@ -54,7 +54,7 @@ macro_rules! image {
     };
 }
 
-static GUESTS: [Guest; 9] = [
+static GUESTS: [Guest; 10] = [
     Guest {
         name: "hello",
         description: "prints `hello from hvtrace guest` on the serial port and exits 0",
@@ -81,6 +81,15 @@ static GUESTS: [Guest; 9] = [
                       raises #GP(0) at the ldmxcsr); exits 0 (1: not handled, 2: wrong \
                       frame, 3: MXCSR wrong, 4: no #GP)",
         image: image!("breakpoint"),
+    },
+    Guest {
+        name: "pci",
+        description: "probes PCI configuration mechanism #1 (ports 0xCF8/0xCFC) as Linux \
+                      does: the address register reads back, 00:00.0 is the host bridge \
+                      8086:0d57 of class 06/00/00 at dword, word and byte width, 00:01.0 and \
+                      disabled accesses read all ones; exits 0 (else the failed check's \
+                      number)",
+        image: image!("pci"),
     },
     Guest {
         name: "spin",

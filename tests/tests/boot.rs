@@ -141,6 +141,24 @@ fn a_guests_own_int3_reaches_its_handler_with_a_native_frame() {
     }
 }
 
+/// PCI configuration mechanism #1 answers through the port-I/O path as the PCI spec and
+/// Linux's type-1 probe expect: the guest checks each access itself (`guest/asm/pci.S`).
+#[test]
+fn pci_config_space_shows_a_host_bridge_and_nothing_else() {
+    if !kvm_or_skip("pci_config_space_shows_a_host_bridge_and_nothing_else") {
+        return;
+    }
+    let out = run_hvtrace(&["run", "--guest", "pci"], BOUND);
+    assert_eq!(out.status, Some(0), "{out:?}");
+    for line in [
+        "pci: 00:00.0 is 8086:0d57",
+        "class 06/00/00 (host bridge)",
+        "00:01.0 and disabled accesses read all ones",
+    ] {
+        assert!(out.stdout.contains(line), "no '{line}': {out:?}");
+    }
+}
+
 #[test]
 fn timeout_stops_a_spinning_guest_and_reports_each_vcpu() {
     if !kvm_or_skip("timeout_stops_a_spinning_guest_and_reports_each_vcpu") {
