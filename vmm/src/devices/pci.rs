@@ -9,7 +9,11 @@
 //! function reads all ones (nothing answers), as does `CONFIG_DATA` while the enable bit is
 //! clear. Byte and word accesses to 0xCF8-0xCFB are not the address register (on a PC they
 //! reach other chipset registers, such as the reset control at 0xCF9): reads give all ones,
-//! writes are ignored. Linux finds this bus with `pci_check_type1`/`pci_sanity_check`.
+//! writes are ignored. `CONFIG_ADDRESS` bits 27:24 select the extended registers 0x100-0xFFF
+//! as AMD's extended configuration access through 0xCF8 does (Linux uses it on AMD family 10h
+//! and later: "PCI: Using configuration type 1 for extended access"); the host bridge is a
+//! conventional PCI function without extended space, so those read all ones too. Linux finds
+//! this bus with `pci_check_type1`/`pci_sanity_check`.
 
 use std::sync::Mutex;
 
@@ -25,8 +29,10 @@ pub const HOST_BRIDGE_DEVICE: u16 = 0x0d57;
 const HOST_BRIDGE_CLASS: u32 = 0x06_00_00;
 /// `CONFIG_ADDRESS` bit 31: configuration space accesses enabled.
 const ENABLE: u32 = 1 << 31;
-/// The bits of `CONFIG_ADDRESS` that hold state (the two low bits read as 0).
-const ADDRESS_BITS: u32 = 0x80ff_fffc;
+/// The bits of `CONFIG_ADDRESS` that hold state (bits 30:28 and the two low bits read as 0).
+const ADDRESS_BITS: u32 = 0x8fff_fffc;
+/// `CONFIG_ADDRESS` bits 27:24: the extended register number (AMD).
+const EXTENDED_REGISTER: u32 = 0x0f00_0000;
 /// Command register bits the bridge lets software set (I/O, memory, bus master, ..., INTx
 /// disable); the rest read 0.
 const COMMAND_WRITABLE: u32 = 0x07ff;
@@ -99,11 +105,11 @@ impl PciBus {
 
 impl State {
     /// For a `CONFIG_DATA` port: the addressed dword of the host bridge and the bit shift of
-    /// the port's byte in it; `None` when nothing answers (enable clear, another function,
-    /// or not a data port).
+    /// the port's byte in it; `None` when nothing answers (enable clear, another function, an
+    /// extended register, or not a data port).
     fn data_dword(&self, port: u16) -> Option<(u32, u32)> {
         let byte = port.checked_sub(PCI_CONFIG_DATA).filter(|b| *b < 4)?;
-        if self.address & ENABLE == 0 || self.address & 0x00ff_ff00 != 0 {
+        if self.address & ENABLE == 0 || self.address & (EXTENDED_REGISTER | 0x00ff_ff00) != 0 {
             return None;
         }
         Some((self.host_bridge(self.address & 0xfc), u32::from(byte) * 8))
@@ -203,9 +209,9 @@ mod tests {
         assert_eq!(read(&bus, PCI_CONFIG_ADDRESS, 4), 0x8000_0000);
         bus.write(PCI_CONFIG_ADDRESS, &saved.to_le_bytes());
         assert_eq!(read(&bus, PCI_CONFIG_ADDRESS, 4), saved);
-        // The two low bits and bits 30:24 are not stored.
+        // The two low bits and bits 30:28 are not stored.
         bus.write(PCI_CONFIG_ADDRESS, &0xffff_ffffu32.to_le_bytes());
-        assert_eq!(read(&bus, PCI_CONFIG_ADDRESS, 4), ADDRESS_BITS);
+        assert_eq!(read(&bus, PCI_CONFIG_ADDRESS, 4), 0x8fff_fffc);
         // Byte and word accesses to 0xCF8-0xCFB are other registers: ignored, all ones.
         bus.write(PCI_CONFIG_ADDRESS, &0x8000_0000u32.to_le_bytes());
         bus.write(PCI_CONFIG_ADDRESS + 1, &[0x06]);
@@ -240,6 +246,31 @@ mod tests {
         assert_eq!(config_read(&bus, root, 0x10, 4), 0);
         write(0x00, &0u32.to_le_bytes());
         assert_eq!(config_read(&bus, root, 0, 4), 0x0d57_8086);
+    }
+
+    #[test]
+    fn extended_registers_read_all_ones_and_ignore_writes() {
+        let bus = PciBus::default();
+        // AMD's extended access: register 0x104 is bits 27:24 = 1, bits 7:2 = 0x04.
+        let ext = |reg: u32| (ENABLE | (reg & 0xf00) << 16 | (reg & 0xfc)).to_le_bytes();
+        bus.write(PCI_CONFIG_ADDRESS, &ext(0x104));
+        assert_eq!(
+            read(&bus, PCI_CONFIG_ADDRESS, 4),
+            u32::from_le_bytes(ext(0x104))
+        );
+        assert_eq!(read(&bus, PCI_CONFIG_DATA, 4), u32::MAX);
+        bus.write(PCI_CONFIG_DATA, &0x07u32.to_le_bytes());
+        assert_eq!(
+            config_read(&bus, (0, 0, 0), 0x04, 4),
+            0,
+            "not aliased to 0x04"
+        );
+        bus.write(PCI_CONFIG_ADDRESS, &ext(0x100));
+        assert_eq!(
+            read(&bus, PCI_CONFIG_DATA, 4),
+            u32::MAX,
+            "not aliased to the IDs"
+        );
     }
 
     #[test]
