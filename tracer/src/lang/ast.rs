@@ -144,6 +144,13 @@ pub(crate) enum ExprKind {
         base: Box<Expr>,
         keys: Vec<Expr>,
     },
+    /// `base->name` (`arrow`) or `base.name`, other than `self->` and `this->`.
+    Member {
+        base: Box<Expr>,
+        name: String,
+        arrow: bool,
+        name_span: Span,
+    },
     /// `name(args)`.
     Call {
         name: String,

@@ -67,6 +67,7 @@ pub mod diag;
 mod expr;
 pub mod format;
 pub mod ir;
+pub mod kernel;
 mod lexer;
 mod parser;
 pub mod probedesc;
@@ -80,6 +81,7 @@ pub use diag::{Diagnostic, ErrorKind};
 pub use expr::MAX_DEPTH;
 pub use format::Format;
 pub use ir::{AggDecl, AggFunc, Clause, Program, Type};
+pub use kernel::{CurrentTask, Kernel, Target};
 pub use probedesc::{glob_match, timer_period, ProbeDesc, TimerKind};
 pub use source::{Source, Span};
 
@@ -87,13 +89,21 @@ pub use source::{Source, Span};
 /// source's, then the second's, and so on; variables and aggregations are shared between
 /// sources, as when DTrace concatenates several `-n` and `-s` programs.
 pub fn compile(sources: &[Source]) -> Result<Program, Diagnostic> {
+    compile_for(sources, Target::none())
+}
+
+/// Compiles `sources` against `target`: the image's probes and, for a Linux kernel, its BTF
+/// and current-task location, which type `args[N]`, `->member`, `curthread`, `execname`,
+/// `pid` and `tid`, and key `self->` variables by task. Type errors in member accesses are
+/// compile errors here.
+pub fn compile_for(sources: &[Source], target: Target<'_>) -> Result<Program, Diagnostic> {
     let mut files = Vec::with_capacity(sources.len());
     for (i, source) in sources.iter().enumerate() {
         let file =
             parser::parse_file(&source.text, i).map_err(|e| Diagnostic::from_error(e, sources))?;
         files.push(file);
     }
-    check::check(files, sources.to_vec()).map_err(|e| Diagnostic::from_error(e, sources))
+    check::check(files, sources.to_vec(), target).map_err(|e| Diagnostic::from_error(e, sources))
 }
 
 /// Compiles a single unnamed source (a convenience for tests and one-liners).

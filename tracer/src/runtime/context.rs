@@ -34,6 +34,11 @@ pub trait ProbeContext {
     /// Up to `max` return addresses, innermost first; `None` where there is no unwinder for
     /// the guest image (no frame pointers).
     fn stack(&self, max: usize) -> Option<Vec<u64>>;
+    /// The vCPU's GS base at the probe (Linux's per-CPU base in kernel mode), or `None` where
+    /// the probe has no vCPU registers (BEGIN, END, tick-N, vmexit).
+    fn gs_base(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A probe's identity: its ID and four-part name.

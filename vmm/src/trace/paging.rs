@@ -1,5 +1,6 @@
 //! How each vCPU translates addresses right now, for scripts that read guest memory: the
-//! control registers of its last trap exit (`ExitHandler::trap_sregs`), and reads of
+//! control registers (and GS base, for Linux's `curthread`) of its last trap exit
+//! (`ExitHandler::trap_sregs`, carried in `kvm_run` sync_regs: no extra ioctl), and reads of
 //! guest-virtual memory through its page tables ([`tracer::pagewalk`]: 4- and 5-level, large
 //! pages, bounded on garbage tables).
 
@@ -20,6 +21,8 @@ struct Slot {
     cr3: AtomicU64,
     cr4: AtomicU64,
     efer: AtomicU64,
+    /// The GS base (Linux's per-CPU base in kernel mode), for `curthread`.
+    gs_base: AtomicU64,
 }
 
 /// How a vCPU's addresses translate.
@@ -58,7 +61,15 @@ impl GuestPaging {
             s.cr3.store(sregs.cr3, Ordering::Relaxed);
             s.cr4.store(sregs.cr4, Ordering::Relaxed);
             s.efer.store(sregs.efer, Ordering::Relaxed);
+            s.gs_base.store(sregs.gs.base, Ordering::Relaxed);
         }
+    }
+
+    /// `cpu`'s GS base as of its last trap exit (0 before any).
+    pub fn gs_base(&self, cpu: usize) -> u64 {
+        self.slots
+            .get(cpu)
+            .map_or(0, |s| s.gs_base.load(Ordering::Relaxed))
     }
 
     /// How `cpu`'s addresses translate now.

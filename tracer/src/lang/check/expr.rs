@@ -98,7 +98,7 @@ fn is_comparison(op: BinaryOp) -> bool {
     )
 }
 
-impl Checker {
+impl Checker<'_> {
     /// Checks and lowers an expression used for its value.
     pub(crate) fn expr(&self, e: &ast::Expr) -> Result<Expr, LangError> {
         match &e.kind {
@@ -142,6 +142,12 @@ impl Checker {
                 e.span,
             )),
             ast::ExprKind::Index { base, keys } => self.index(base, keys, e.span),
+            ast::ExprKind::Member {
+                base,
+                name,
+                arrow,
+                name_span,
+            } => self.member(base, name, *arrow, *name_span, e.span),
             ast::ExprKind::Call {
                 name,
                 name_span,
@@ -188,6 +194,9 @@ impl Checker {
     }
 
     fn ident(&self, name: &str, span: Span) -> Result<Expr, LangError> {
+        if let Some(linux) = self.linux_builtin(name, span) {
+            return linux;
+        }
         if let Some((b, ty)) = builtin(name) {
             return Ok(Expr {
                 kind: ExprKind::Builtin(b),
@@ -259,6 +268,13 @@ impl Checker {
 
     fn index(&self, base: &ast::Expr, keys: &[ast::Expr], span: Span) -> Result<Expr, LangError> {
         match &base.kind {
+            ast::ExprKind::Ident(name) if name == "args" && self.decls.global(name).is_none() => {
+                if keys.len() != 1 {
+                    return Err(type_error(span, "`args[]` takes exactly one index"));
+                }
+                self.typed_arg(&keys[0], span)
+            }
+            _ if super::members::is_member(base) => self.member_index(base, keys, span),
             ast::ExprKind::Ident(name) if name == "regs" => {
                 if keys.len() != 1 {
                     return Err(type_error(span, "`regs[]` takes exactly one register index"));
