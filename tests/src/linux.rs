@@ -30,3 +30,12 @@ pub fn linux_guest_or_skip(test: &str, name: &str) -> Option<PathBuf> {
     ));
     None
 }
+
+/// For a test that boots the fetched kernel: its `vmlinux`, or `None` after a loud skip where
+/// `/dev/kvm` or the kernel is missing.
+pub fn vmlinux_on_kvm_or_skip(test: &str) -> Option<PathBuf> {
+    if !crate::kvm_or_skip(test) {
+        return None;
+    }
+    linux_guest_or_skip(test, "vmlinux")
+}

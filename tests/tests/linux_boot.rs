@@ -14,8 +14,8 @@
 
 use std::time::Duration;
 
-use tests::linux::linux_guest_or_skip;
-use tests::{kvm_or_skip, run_hvtrace, temp_file};
+use tests::linux::vmlinux_on_kvm_or_skip;
+use tests::{run_hvtrace, temp_file};
 use vmm::loader::mbi::{memory_map, MMAP_RAM};
 
 /// Guest RAM of the run.
@@ -77,10 +77,7 @@ fn tail(text: &str, n: usize) -> String {
 #[test]
 fn debian_kernel_boots_by_pvh_and_early_boot_is_traced() {
     let test = "linux_boot::debian_kernel_boots_by_pvh_and_early_boot_is_traced";
-    if !kvm_or_skip(test) {
-        return;
-    }
-    let Some(vmlinux) = linux_guest_or_skip(test, "vmlinux") else {
+    let Some(vmlinux) = vmlinux_on_kvm_or_skip(test) else {
         return;
     };
     let trace_file = temp_file("linux-boot-trace.txt", b"");
