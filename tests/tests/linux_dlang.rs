@@ -8,16 +8,20 @@
 //! - `args[0]->name` at `fbt::memblock_add_range:entry` is "memory" when `args[0]` is
 //!   `&memblock.memory` (kallsyms' `memblock` plus the member's offset) and "reserved" for
 //!   `&memblock.reserved`;
-//! - a `self->` variable set at `start_kernel` is read back by the same task later.
+//! - a `self->` variable set at `start_kernel` is read back by the same task later;
+//! - a client attached through the control socket (`hvtrace trace --attach`) compiles its
+//!   program against the same kernel and sees the same `execname`, `pid` and `args[0]->name`.
 //!
 //! The trace ends with `exit(0)` at `init_mem_mapping` (about 25-40 s here). Compile errors
 //! against the kernel's BTF are checked offline in `linux_dlang_errors.rs`.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use object::{Object, ObjectSegment};
 use tests::linux::vmlinux_on_kvm_or_skip;
-use tests::{run_hvtrace, temp_file};
+use tests::{hvtrace_path, run_hvtrace, temp_file};
 use tracer::btf::Btf;
 use tracer::symbols::kallsyms::Kallsyms;
 
@@ -35,6 +39,50 @@ fbt::memblock_add_range:entry {
 }
 fbt::init_mem_mapping:entry { exit(0); }
 "#;
+
+/// The attached client's program; it ends with the VM.
+const ATTACHED: &str = r#"
+fbt::memblock_add_range:entry { printf("attached %s %d %s\n", execname, pid, stringof(args[0]->name)); }
+"#;
+
+/// Attaches `hvtrace trace` to `socket` once it appears and returns its exit status and
+/// standard output, or why not; bounded by `bound`.
+fn attach(socket: PathBuf, bound: Duration) -> Result<(Option<i32>, String), String> {
+    let start = Instant::now();
+    while !socket.exists() {
+        if start.elapsed() > bound {
+            return Err(format!("{} never appeared", socket.display()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut client = Command::new(hvtrace_path())
+        .args(["trace", "-q", "--attach"])
+        .arg(&socket)
+        .args(["-n", ATTACHED])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    while client.try_wait().map_err(|e| e.to_string())?.is_none() {
+        if start.elapsed() > bound {
+            let _ = client.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = client.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.code() != Some(0) {
+        return Err(format!(
+            "the client ended with {:?}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
 
 /// The bytes at virtual address `addr` in the file, through its `PT_LOAD` segments.
 fn file_bytes(image: &[u8], addr: u64, len: u64) -> Vec<u8> {
@@ -92,6 +140,12 @@ fn linux_builtins_and_btf_typed_arguments_on_the_debian_kernel() {
 
     let trace_file = temp_file("linux-dlang.json", b"");
     let timeout = TIMEOUT_S.to_string();
+    let socket = std::env::temp_dir().join(format!("hvtrace-dlang-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&socket);
+    let client = {
+        let socket = socket.clone();
+        std::thread::spawn(move || attach(socket, Duration::from_secs(TIMEOUT_S + 30)))
+    };
     let run = run_hvtrace(
         &[
             "run",
@@ -103,6 +157,8 @@ fn linux_builtins_and_btf_typed_arguments_on_the_debian_kernel() {
             "256M",
             "--timeout",
             &timeout,
+            "--control",
+            socket.to_str().expect("UTF-8 path"),
             "-q",
             "--format",
             "json",
@@ -176,4 +232,22 @@ fn linux_builtins_and_btf_typed_arguments_on_the_debian_kernel() {
         assert_eq!(name, want, "args[0]->name of {addr:#x}");
         assert_eq!(mark, "42", "self->mark of init_task, set at start_kernel");
     }
+
+    let (status, attached) = client
+        .join()
+        .expect("client thread")
+        .unwrap_or_else(|e| panic!("attaching failed: {e}; {how_far}"));
+    assert_eq!(status, Some(0));
+    let seen: Vec<&str> = attached
+        .lines()
+        .filter_map(|l| l.strip_prefix("attached "))
+        .collect();
+    let expected: Vec<String> = ranges
+        .iter()
+        .map(|(_, name, _)| format!("{comm} 0 {name}"))
+        .collect();
+    assert_eq!(
+        seen, expected,
+        "the attached client's memblock_add_range records differ from the run's"
+    );
 }
