@@ -40,9 +40,10 @@ impl Type {
     }
 
     /// The type of `a op b` for arithmetic: unsigned if either is (C's usual conversions for
-    /// two 64-bit operands).
+    /// two 64-bit operands; a pointer counts as unsigned and the result is a plain integer).
     pub fn arith(a: Type, b: Type) -> Type {
-        if a == Type::Uint || b == Type::Uint {
+        let unsigned = |t| matches!(t, Type::Uint | Type::Ptr(_));
+        if unsigned(a) || unsigned(b) {
             Type::Uint
         } else {
             Type::Int

@@ -48,14 +48,18 @@
 //!   (`(uint32_t)x`, `(char *)p`), integer, character and string literals with C escapes,
 //!   string comparison, and the functions `strlen(s)`, `stringof(addr)` / `copyinstr(addr)`
 //!   (a NUL-terminated string read from guest virtual memory), `strjoin(a, b)`, `lltostr(n)`.
-//! - Variables: globals `x`, associative arrays `x[k1, k2]`, per-vCPU `self->x`, per-firing
-//!   `this->x`. A variable is declared by being assigned anywhere in the program; reading a
+//! - Variables: globals `x`, associative arrays `x[k1, k2]`, `self->x` (per vCPU; per task on
+//!   a Linux kernel), per-firing `this->x`. A variable is declared by being assigned anywhere in the program; reading a
 //!   variable not yet set gives 0 or "".
 //! - Aggregations `@name[keys] = count() | sum(e) | min(e) | max(e) | avg(e) | quantize(e) |
 //!   lquantize(e, lo, hi[, step])`, and the anonymous `@`.
 //! - Built-in variables: `cpu`, `id`, `timestamp`, `walltimestamp`, `probeprov`,
 //!   `probemod`, `probefunc`, `probename`, `arg0`..`arg5`, `caller`, and `regs[N]` with the
 //!   register constants of [`registers`] (`regs[R_RAX]`).
+//! - Compiled against a Linux kernel ([`compile_for`] with a [`Kernel`]): `args[N]` typed from
+//!   the probed function's BTF prototype, `p->member`, `s.member` and `a[i]` on kernel types
+//!   (read from guest memory; `char` arrays read as strings), `curthread`, `execname`, `pid`
+//!   and `tid`. Errors in them (a missing member, no prototype) are compile errors.
 //!
 //! Integers are 64-bit, signed unless a literal is too large or has a `u` suffix, or an
 //! operand is unsigned (`timestamp`, `caller`, `regs[]`); arithmetic wraps; division by zero

@@ -450,7 +450,7 @@ impl Checker<'_> {
             ));
         }
         let ty = if matches!(bop, BinaryOp::Shl | BinaryOp::Shr) {
-            l.ty
+            Type::arith(l.ty, Type::Int)
         } else {
             Type::arith(l.ty, r.ty)
         };
