@@ -216,6 +216,9 @@ pub struct Clause {
     pub default_action: bool,
     /// The clause's probe descriptions in the source.
     pub span: Span,
+    /// Whether it reads or writes `self->` variables (only such clauses look up the current
+    /// task when they are keyed by task).
+    pub uses_self: bool,
 }
 
 impl Clause {

@@ -186,7 +186,10 @@ impl Runtime {
             vcpu.firing = vcpu.firing.wrapping_add(1);
             let epid = u32::try_from(index + 1).unwrap_or(u32::MAX);
             let mut kinds = Vec::new();
-            let task = self.task_vars(ctx, probe, timestamp);
+            let task = match clause.uses_self {
+                true => self.task_vars(ctx, probe, timestamp),
+                false => Ok(None),
+            };
             let result = match task {
                 Err(f) => Err((None, f)),
                 Ok(mut task) => {

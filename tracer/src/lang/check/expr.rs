@@ -127,7 +127,7 @@ impl Checker<'_> {
             },
             ast::ExprKind::SelfVar(name) => match self.decls.self_var(name) {
                 Some(i) => Ok(Expr {
-                    kind: ExprKind::SelfVar(i),
+                    kind: ExprKind::SelfVar(self.used_self(i)),
                     ty: self.decls.self_vars[i].ty,
                 }),
                 None => Err(LangError::new(
@@ -178,6 +178,12 @@ impl Checker<'_> {
                 })
             }
         }
+    }
+
+    /// Notes that the clause uses `self->` variable `i`, and returns `i`.
+    pub(crate) fn used_self(&self, i: usize) -> usize {
+        self.uses_self.set(true);
+        i
     }
 
     /// An integer-typed expression; `what` names it in the error.

@@ -30,6 +30,8 @@ pub(crate) struct Checker<'a> {
     pub(crate) decls: Decls,
     pub(crate) target: Target<'a>,
     pub(crate) clause_descs: Vec<ProbeDesc>,
+    /// Set when the clause being checked uses a `self->` variable.
+    pub(crate) uses_self: std::cell::Cell<bool>,
 }
 
 /// Checks the parsed `files` (file `i` parsed from `sources[i]`) against `target` and builds
@@ -43,6 +45,7 @@ pub(crate) fn check(
         decls: Decls::default(),
         target,
         clause_descs: Vec::new(),
+        uses_self: std::cell::Cell::new(false),
     };
     let clauses: Vec<&ast::Clause> = files.iter().flat_map(|f| f.clauses.iter()).collect();
     checker.declare_all(&clauses);
@@ -101,6 +104,7 @@ impl Checker<'_> {
     fn clause(&mut self, clause: &ast::Clause) -> Result<Clause, LangError> {
         let descs = parse_descs(clause)?;
         self.clause_descs = descs.clone();
+        self.uses_self.set(false);
         let predicate = match &clause.predicate {
             Some(p) => {
                 let e = self.expr(p)?;
@@ -126,6 +130,7 @@ impl Checker<'_> {
             default_action: clause.body.as_ref().is_none_or(Vec::is_empty),
             actions,
             span: clause.span,
+            uses_self: self.uses_self.get(),
         })
     }
 }

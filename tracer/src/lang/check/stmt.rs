@@ -230,7 +230,7 @@ impl Checker<'_> {
             }
             ast::ExprKind::SelfVar(name) => match self.decls.self_var(name) {
                 Some(i) => Ok((
-                    Place::SelfVar(i),
+                    Place::SelfVar(self.used_self(i)),
                     self.decls.self_vars[i].ty,
                     format!("self->{name}"),
                 )),

@@ -194,6 +194,39 @@ fn curthread_execname_pid_and_task_keyed_self() {
 }
 
 #[test]
+fn only_clauses_using_self_look_up_the_task() {
+    let Some(k) = vmlinux() else { return };
+    let kernel = kernel(k);
+    let program = compile(
+        &kernel,
+        "fbt::wake_up_process:entry { self->n = 1; } fbt::memblock_add_range:entry { trace(2); }",
+    )
+    .unwrap();
+    assert_eq!(
+        program
+            .clauses
+            .iter()
+            .map(|c| c.uses_self)
+            .collect::<Vec<_>>(),
+        [true, false]
+    );
+    let runtime = Runtime::new(Arc::new(program), Limits::default());
+    // No vCPU registers: the task is unknown, which only the clause using self-> notices.
+    let ctx = FakeContext::default();
+    assert_eq!(
+        fire(&runtime, "memblock_add_range", &ctx),
+        vec![RecordKind::Trace(Value::Int(2))]
+    );
+    assert!(matches!(
+        fire(&runtime, "wake_up_process", &ctx)[..],
+        [RecordKind::Error {
+            fault: Fault::NoPerCpuBase(None),
+            ..
+        }]
+    ));
+}
+
+#[test]
 fn bitfields_and_embedded_structs() {
     let Some(k) = vmlinux() else { return };
     let kernel = kernel(k);
