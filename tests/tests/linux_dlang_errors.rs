@@ -50,6 +50,8 @@ fn documented_examples_compile_against_the_kernel() {
         r#"fbt::memblock_add_range:entry { printf("%s %d\n", stringof(args[0]->name), args[0]->cnt); }"#,
         r#"fbt::do_sys_openat2:entry { self->how = args[2]; @[execname, pid, tid] = count(); }
            fbt::do_sys_openat2:entry /self->how/ { trace(self->how->flags); self->how = 0; }"#,
+        // Return probes: the offset and the typed return value, as in DTrace.
+        r#"fbt::do_sys_openat2:return /args[1] < 0/ { @[args[0], args[1]] = count(); }"#,
         // Nested `->`, `.` on embedded structs, array members, bitfields.
         r#"fbt::wake_up_process:entry { trace(args[0]->mm->mmap_base); trace(args[0]->se.load.weight);
            trace(args[0]->comm[0]); trace(curthread->pid); trace(args[0]->sched_reset_on_fork); }"#,
@@ -90,8 +92,16 @@ fn type_errors_name_the_member_type_or_function() {
             "has 5 parameters, so there is no args[5]",
         ),
         (
-            "fbt::memblock_add_range:return { trace(args[0]); }",
-            "args[] is typed at fbt entry probes only",
+            "fbt::memblock_add_range:return { trace(args[2]); }",
+            "at fbt return probes only args[0] (the return offset) and args[1] (the return value) exist",
+        ),
+        (
+            "fbt::memblock_insert_region:return { trace(args[1]); }",
+            "`memblock_insert_region` returns void, so its return probe has no args[1]",
+        ),
+        (
+            "fbt::memblock_add_range:entry, fbt::memblock_add_range:return { trace(args[0]); }",
+            "args[0] is `struct memblock_type *` in `memblock_add_range` but `the return offset` in `memblock_add_range`",
         ),
         (
             "fbt::memblock_add_range:entry, fbt::wake_up_process:entry { trace(args[0]); }",

@@ -104,7 +104,8 @@ impl Env<'_> {
         Ok(match &e.kind {
             ExprKind::Int(v) => Value::from_bits(e.ty, *v),
             ExprKind::Str(s) => Value::Str(s.clone()),
-            ExprKind::Builtin(b) => self.builtin(*b)?,
+            // `args[N]` reuses `argN` with its own (unsigned or pointer) type.
+            ExprKind::Builtin(b) => self.builtin(*b)?.coerce(e.ty),
             ExprKind::Reg(idx) => {
                 let n = self.eval(idx)?.bits();
                 let reg = usize::try_from(n).ok().and_then(|i| self.ctx.reg(i));

@@ -1,4 +1,6 @@
-//! Kernel types in expressions: `args[N]` typed from the probed function's BTF prototype,
+//! Kernel types in expressions: `args[N]` typed from the probed function's BTF prototype
+//! (at a return probe, as in DTrace, `args[0]` is the return offset and `args[1]` the
+//! return value),
 //! `->member` and `.member` resolved against BTF struct layouts into guest-memory loads,
 //! `char` arrays read as strings, and the Linux built-ins `curthread`, `execname`, `pid`
 //! and `tid`.
@@ -13,6 +15,7 @@ use crate::lang::diag::{type_error, ErrorKind, LangError};
 use crate::lang::ir::{BinaryOp, Builtin, Expr, ExprKind, Type};
 use crate::lang::kernel::Kernel;
 use crate::lang::source::Span;
+use crate::probes::Probe;
 
 /// A member found in a struct or union (through anonymous members).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,62 @@ fn find_at_depth(btf: &Btf, id: TypeId, name: &str, depth: usize) -> Option<Foun
             ..inner
         })
     })
+}
+
+/// The type of `args[N]` at one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArgType {
+    /// A parameter's (or, at a return probe, the return value's) BTF type.
+    Btf(TypeId),
+    /// A return probe's `args[0]`: the return site's offset in the function.
+    Offset,
+}
+
+impl ArgType {
+    fn name(self, btf: &Btf) -> String {
+        match self {
+            ArgType::Btf(ty) => btf.type_name(ty),
+            ArgType::Offset => "the return offset".into(),
+        }
+    }
+}
+
+/// The type of `args[n]` at fbt probe `p`: parameter `n` at an entry; at a return, as in
+/// DTrace, `args[0]` the offset of the return site and `args[1]` the return value.
+fn arg_type(btf: &Btf, p: &Probe, n: usize) -> Result<ArgType, String> {
+    let Some(proto) = btf.function(&p.function) else {
+        return Err(format!(
+            "function `{}` has no prototype in the kernel's BTF, so args[] is not available; use arg{n}",
+            p.function
+        ));
+    };
+    if p.name == "return" {
+        return match n {
+            0 => Ok(ArgType::Offset),
+            1 if proto.ret == 0 => Err(format!(
+                "`{}` returns void, so its return probe has no args[1]",
+                p.function
+            )),
+            1 => Ok(ArgType::Btf(proto.ret)),
+            _ => Err(format!(
+                "at fbt return probes only args[0] (the return offset) and args[1] (the return value) exist, and this clause matches {}:{}:{}:{}",
+                p.provider, p.module, p.function, p.name
+            )),
+        };
+    }
+    match proto.params.get(n) {
+        Some(param) if param.ty != 0 => Ok(ArgType::Btf(param.ty)),
+        Some(_) => Err(format!(
+            "args[{n}] is a variadic argument of `{}`; use arg{n}",
+            p.function
+        )),
+        None => Err(format!(
+            "`{}` has {} parameter{}, so there is no args[{n}]",
+            btf.render_prototype(&proto),
+            proto.params.len(),
+            if proto.params.len() == 1 { "" } else { "s" }
+        )),
+    }
 }
 
 /// An object in guest memory: its address (an expression) and BTF type, and for a
@@ -196,8 +255,9 @@ impl Checker<'_> {
             };
         let kernel = self.kernel("args[]", span)?;
         let btf = &kernel.btf;
-        let mut found: Option<(String, TypeId)> = None;
+        let mut found: Option<(String, ArgType)> = None;
         let mut any = false;
+        let fail = |msg: String| LangError::new(ErrorKind::Kernel(msg), span);
         for p in self.target.probes.iter().filter(|p| {
             p.provider == "fbt"
                 && self
@@ -206,58 +266,33 @@ impl Checker<'_> {
                     .any(|d| d.matches(&p.provider, &p.module, &p.function, &p.name))
         }) {
             any = true;
-            let fail = |msg: String| Err(LangError::new(ErrorKind::Kernel(msg), span));
-            if p.name != "entry" {
-                return fail(format!(
-                    "args[] is typed at fbt entry probes only, and this clause matches {}:{}:{}:{}; use arg{n}",
-                    p.provider, p.module, p.function, p.name
-                ));
-            }
-            let Some(proto) = btf.function(&p.function) else {
-                return fail(format!(
-                    "function `{}` has no prototype in the kernel's BTF, so args[] is not available; use arg{n}",
-                    p.function
-                ));
-            };
-            let param = match proto.params.get(n) {
-                Some(param) if param.ty != 0 => param,
-                Some(_) => {
-                    return fail(format!(
-                        "args[{n}] is a variadic argument of `{}`; use arg{n}",
-                        p.function
-                    ))
-                }
-                None => {
-                    return fail(format!(
-                        "`{}` has {} parameter{}, so there is no args[{n}]",
-                        btf.render_prototype(&proto),
-                        proto.params.len(),
-                        if proto.params.len() == 1 { "" } else { "s" }
-                    ))
-                }
-            };
+            let ty = arg_type(btf, p, n).map_err(fail)?;
             match &found {
-                Some((f, ty)) if *ty != param.ty => {
-                    return fail(format!(
+                Some((f, seen)) if *seen != ty => {
+                    return Err(fail(format!(
                         "args[{n}] is `{}` in `{f}` but `{}` in `{}`; use arg{n} or a narrower probe description",
-                        btf.type_name(*ty),
-                        btf.type_name(param.ty),
+                        seen.name(btf),
+                        ty.name(btf),
                         p.function
-                    ))
+                    )))
                 }
                 Some(_) => {}
-                None => found = Some((p.function.clone(), param.ty)),
+                None => found = Some((p.function.clone(), ty)),
             }
         }
         let Some((function, ty)) = found else {
-            return Err(LangError::new(
-                ErrorKind::Kernel(if any {
-                    "args[] matches no function".into()
-                } else {
-                    "args[] is only available in clauses of fbt probes".into()
-                }),
-                span,
-            ));
+            return Err(fail(if any {
+                "args[] matches no function".into()
+            } else {
+                "args[] is only available in clauses of fbt probes".into()
+            }));
+        };
+        let ArgType::Btf(ty) = ty else {
+            // A return probe's args[0]: the offset of the return site in the function.
+            return Ok(Expr {
+                kind: ExprKind::Builtin(Builtin::Arg(0)),
+                ty: Type::Uint,
+            });
         };
         let raw = Expr {
             kind: ExprKind::Builtin(Builtin::Arg(n as u8)),

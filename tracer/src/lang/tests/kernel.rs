@@ -40,17 +40,21 @@ fn kernel(k: &(Btf, Kallsyms)) -> Kernel {
     })
 }
 
-fn entry(function: &str) -> Probe {
+fn fbt(function: &str, name: &str) -> Probe {
     Probe {
         provider: "fbt".into(),
         module: "kernel".into(),
         function: function.into(),
-        name: "entry".into(),
+        name: name.into(),
     }
 }
 
 fn compile(kernel: &Kernel, text: &str) -> Result<Program, String> {
-    let probes = [entry("memblock_add_range"), entry("wake_up_process")];
+    let probes = [
+        fbt("memblock_add_range", "entry"),
+        fbt("memblock_add_range", "return"),
+        fbt("wake_up_process", "entry"),
+    ];
     compile_for(
         &[Source::new("", text)],
         Target {
@@ -63,10 +67,15 @@ fn compile(kernel: &Kernel, text: &str) -> Result<Program, String> {
 
 /// Fires `function`'s entry once with `ctx` and returns the records' kinds.
 fn fire(runtime: &Runtime, function: &str, ctx: &FakeContext) -> Vec<RecordKind> {
-    let probe = Arc::new(ProbeInfo::new(7, "fbt", "kernel", function, "entry"));
+    fire_probe(runtime, function, "entry", ctx)
+}
+
+/// Fires `fbt::function:name` once with `ctx` and returns the records' kinds.
+fn fire_probe(runtime: &Runtime, function: &str, name: &str, ctx: &FakeContext) -> Vec<RecordKind> {
+    let probe = Arc::new(ProbeInfo::new(7, "fbt", "kernel", function, name));
     let clauses = runtime
         .program()
-        .clauses_matching("fbt", "kernel", function, "entry");
+        .clauses_matching("fbt", "kernel", function, name);
     let mut vcpu = runtime.new_vcpu();
     runtime.fire(&mut vcpu, &probe, &clauses, ctx);
     vcpu.take_records().into_iter().map(|r| r.kind).collect()
@@ -128,6 +137,31 @@ fn typed_arguments_follow_pointers_in_guest_memory() {
             // `int nid`: the low 32 bits, sign-extended.
             RecordKind::Trace(Value::Int(-1)),
             RecordKind::Trace(Value::Uint(7)),
+        ]
+    );
+}
+
+#[test]
+fn return_probes_type_the_return_value() {
+    let Some(k) = vmlinux() else { return };
+    let kernel = kernel(k);
+    let program = compile(
+        &kernel,
+        "fbt::memblock_add_range:return { trace(args[0]); trace(args[1]); }",
+    )
+    .unwrap();
+    let runtime = Runtime::new(Arc::new(program), Limits::default());
+    // At a return probe the context gives arg0 = the return offset, arg1 = rax; `int`
+    // keeps rax's low 32 bits, sign-extended.
+    let ctx = FakeContext {
+        args: [0x42, 0xdead_0000_ffff_fff4, 0, 0, 0, 0],
+        ..FakeContext::default()
+    };
+    assert_eq!(
+        fire_probe(&runtime, "memblock_add_range", "return", &ctx),
+        vec![
+            RecordKind::Trace(Value::Uint(0x42)),
+            RecordKind::Trace(Value::Int(-12)),
         ]
     );
 }
