@@ -52,6 +52,8 @@ pub(crate) enum Stmt {
 /// Unary operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UnOp {
+    /// `*p`: the object a kernel pointer points to.
+    Deref,
     Neg,
     Plus,
     Not,

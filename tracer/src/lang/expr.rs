@@ -235,15 +235,7 @@ impl Parser<'_> {
             Tok::Plus => return self.unary(UnOp::Plus, t.span),
             Tok::Bang => return self.unary(UnOp::Not, t.span),
             Tok::Tilde => return self.unary(UnOp::BitNot, t.span),
-            Tok::Star => {
-                return Err(LangError::new(
-                    ErrorKind::Unsupported(
-                        "pointer dereference (`*`) is not supported: use stringof(addr) to read a string"
-                            .into(),
-                    ),
-                    t.span,
-                ))
-            }
+            Tok::Star => return self.unary(UnOp::Deref, t.span),
             Tok::Amp => {
                 return Err(LangError::new(
                     ErrorKind::Unsupported("taking an address (`&`) is not supported".into()),

@@ -57,7 +57,7 @@
 //!   `probemod`, `probefunc`, `probename`, `arg0`..`arg5`, `caller`, and `regs[N]` with the
 //!   register constants of [`registers`] (`regs[R_RAX]`).
 //! - Compiled against a Linux kernel ([`compile_for`] with a [`Kernel`]): `args[N]` typed from
-//!   the probed function's BTF prototype, `p->member`, `s.member` and `a[i]` on kernel types
+//!   the probed function's BTF prototype, `p->member`, `s.member`, `a[i]` and `*p` on kernel types
 //!   (read from guest memory; `char` arrays read as strings), `curthread`, `execname`, `pid`
 //!   and `tid`. Errors in them (a missing member, no prototype) are compile errors.
 //!

@@ -345,7 +345,11 @@ impl Checker<'_> {
 
     fn unary(&self, op: UnOp, operand: &ast::Expr) -> Result<Expr, LangError> {
         let x = self.expr(operand)?;
+        if op == UnOp::Deref {
+            return self.deref_value(x, operand.span);
+        }
         let sym = match op {
+            UnOp::Deref => "*",
             UnOp::Neg => "-",
             UnOp::Plus => "+",
             UnOp::Not => "!",
@@ -358,7 +362,7 @@ impl Checker<'_> {
             ));
         }
         let (op, ty) = match op {
-            UnOp::Plus => return Ok(x),
+            UnOp::Plus | UnOp::Deref => return Ok(x),
             UnOp::Neg => (UnaryOp::Neg, x.ty),
             UnOp::BitNot => (UnaryOp::BitNot, x.ty),
             UnOp::Not => (UnaryOp::Not, Type::Int),

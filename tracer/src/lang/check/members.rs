@@ -389,6 +389,13 @@ impl Checker<'_> {
             ast::ExprKind::Index { base, keys } if is_member(base) => {
                 self.element(base, keys, e.span)
             }
+            ast::ExprKind::Unary {
+                op: ast::UnOp::Deref,
+                operand,
+            } => {
+                let ptr = self.expr(operand)?;
+                self.deref(ptr, what, e.span)
+            }
             _ => {
                 let v = self.expr(e)?;
                 Err(type_error(
@@ -564,6 +571,21 @@ impl Checker<'_> {
             span,
             format!("`{name}` is `{}`: {what}", btf.type_name(lv.ty)),
         ))
+    }
+
+    /// `*ptr`: the value a kernel pointer points to.
+    pub(crate) fn deref_value(&self, ptr: Expr, span: Span) -> Result<Expr, LangError> {
+        if !matches!(ptr.ty, Type::Ptr(_)) {
+            return Err(LangError::new(
+                ErrorKind::Unsupported(format!(
+                    "`*` needs a pointer typed by the kernel's BTF (args[N], a member, curthread), found {}: use stringof(addr) to read a string",
+                    ptr.ty.describe()
+                )),
+                span,
+            ));
+        }
+        let lv = self.deref(ptr, "*", span)?;
+        self.load(lv, "*", span)
     }
 
     /// `member[index]` read as a value.

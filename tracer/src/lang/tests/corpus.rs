@@ -27,7 +27,7 @@ const CORPUS: &[(&str, &str, u32, u32)] = &[
     ("BEGIN { x = arg0->; }", "expected a member name after `->`, found `;`", 1, 19),
     ("BEGIN { x = execname; }", "`execname` needs a Linux kernel with BTF, and this image has none: no kernel image was given to compile against", 1, 13),
     ("BEGIN { x = args[0]; }", "args[] needs a Linux kernel with BTF, and this image has none: no kernel image was given to compile against", 1, 13),
-    ("BEGIN { x = *arg0; }", "pointer dereference (`*`) is not supported: use stringof(addr) to read a string", 1, 13),
+    ("BEGIN { x = *arg0; }", "`*` needs a pointer typed by the kernel's BTF (args[N], a member, curthread), found an integer: use stringof(addr) to read a string", 1, 14),
     ("BEGIN { x = 1 ? 2; }", "expected `:` in the conditional expression, found `;`", 1, 18),
     ("BEGIN { x = a[]; }", "empty key list `[]`", 1, 14),
     // Probe descriptions.

@@ -273,7 +273,7 @@ fn bitfields_and_embedded_structs() {
     let weight = find_member(btf, load.ty, "weight").unwrap();
     let program = compile(
         &kernel,
-        "fbt::wake_up_process:entry { trace(args[0]->sched_reset_on_fork); trace(args[0]->se.load.weight); trace(args[0]->comm[1]); }",
+        "fbt::wake_up_process:entry { trace(args[0]->sched_reset_on_fork); trace(args[0]->se.load.weight); trace(args[0]->comm[1]); trace((*args[0]).se.load.weight); trace(*args[0]->set_child_tid); }",
     )
     .unwrap();
     let runtime = Runtime::new(Arc::new(program), Limits::default());
@@ -293,11 +293,21 @@ fn bitfields_and_embedded_structs() {
         t + find_member(btf, task, "comm").unwrap().bit_offset / 8,
         b"sh\0",
     );
+    // `int __user *set_child_tid;`
+    let tid_ptr = find_member(btf, task, "set_child_tid").unwrap().bit_offset / 8;
+    ctx.write(t + tid_ptr, &0x7000u64.to_le_bytes());
+    ctx.write(0x7000, &(-5i32).to_le_bytes());
     let got = fire(&runtime, "wake_up_process", &ctx);
     assert_eq!(got[0], RecordKind::Trace(Value::Uint(0)));
     assert_eq!(got[1], RecordKind::Trace(Value::Uint(1024)));
     // The kernel builds with -funsigned-char (6.2 and newer): BTF's `char` is unsigned.
     assert_eq!(got[2], RecordKind::Trace(Value::Uint(u64::from(b'h'))));
+    assert_eq!(got[3], RecordKind::Trace(Value::Uint(1024)), "(*p).member");
+    assert_eq!(
+        got[4],
+        RecordKind::Trace(Value::Int(-5)),
+        "*p of an `int *`"
+    );
     ctx.write(byte, &[1u8 << (bit.bit_offset % 8), 0]);
     assert_eq!(
         fire(&runtime, "wake_up_process", &ctx)[0],
