@@ -201,6 +201,7 @@ impl Vm {
             // A Linux kernel's BTF types `args[N]` and `->`, and its kallsyms locate the
             // current task; read once per VM, for `run -n` and every attaching client.
             let kernel = Arc::new(crate::trace::kernel_types(&config.image.bytes));
+            paging.set_wants_kernel_gs_base(kernel.is_ok());
             let planned = match &config.trace {
                 Some(spec) => Some(plan(spec, &all, &kernel)?),
                 None => None,

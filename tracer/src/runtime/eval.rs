@@ -50,9 +50,9 @@ pub(crate) fn read_string(ctx: &dyn ProbeContext, addr: u64, max: usize) -> Resu
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The per-CPU base of a kernel-mode vCPU: its GS base, which must be a kernel
-/// (upper-half) address. A user GS base means the kernel's is in `MSR_KERNEL_GS_BASE` (user
-/// mode, or kernel entry before `swapgs`); that is reported rather than guessed.
+/// The per-CPU base of the vCPU: its kernel-mode GS base (the VMM gives
+/// `MSR_KERNEL_GS_BASE` where GS held a user base), which must be a kernel (upper-half)
+/// address; anything else (no vCPU, early boot before the per-CPU set-up) is a fault.
 pub(crate) fn percpu_base(ctx: &dyn ProbeContext) -> Result<u64, Fault> {
     match ctx.gs_base() {
         Some(gs) if gs >> 63 == 1 => Ok(gs),

@@ -60,8 +60,9 @@ impl fmt::Display for Fault {
             }
             Fault::NoPerCpuBase(Some(gs)) => write!(
                 f,
-                "no current task here: GS base {gs:#x} is not a kernel address (user mode, or \
-                 kernel entry before swapgs), so curthread is unknown"
+                "no current task here: the per-CPU base {gs:#x} (the GS base, or \
+                 MSR_KERNEL_GS_BASE where GS held a user one) is not a kernel address, so \
+                 curthread is unknown"
             ),
         }
     }
