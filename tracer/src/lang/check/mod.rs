@@ -12,6 +12,7 @@ mod actions;
 mod calls;
 mod decls;
 pub(crate) mod expr;
+mod linux;
 pub(crate) mod members;
 mod stmt;
 
