@@ -31,6 +31,15 @@ pub fn linux_guest_or_skip(test: &str, name: &str) -> Option<PathBuf> {
     None
 }
 
+/// For a test that boots the fetched kernel: its `vmlinux`, or `None` after a loud skip where
+/// `/dev/kvm` or the kernel is missing.
+pub fn vmlinux_on_kvm_or_skip(test: &str) -> Option<PathBuf> {
+    if !crate::kvm_or_skip(test) {
+        return None;
+    }
+    linux_guest_or_skip(test, "vmlinux")
+}
+
 /// A traced run of the fetched vmlinux: what it printed and what the D program recorded.
 pub struct TracedRun {
     /// hvtrace's output (the guest's serial console on stdout).
@@ -48,10 +57,7 @@ pub fn run_traced_vmlinux(
     timeout_s: u64,
     program: &str,
 ) -> Option<TracedRun> {
-    if !crate::kvm_or_skip(test) {
-        return None;
-    }
-    let vmlinux = linux_guest_or_skip(test, "vmlinux")?;
+    let vmlinux = vmlinux_on_kvm_or_skip(test)?;
     let trace_file = crate::temp_file(&format!("{}-trace.txt", test.replace(':', "_")), b"");
     let (cpus, timeout) = (cpus.to_string(), timeout_s.to_string());
     let args = [

@@ -304,6 +304,17 @@ pub trait ExitHandler: Send + Sync + 'static {
     /// [`ExitHandler::debug`] and [`ExitHandler::sample`] when [`ExitHandler::wants_sregs`]
     /// (the tracer walks the guest's page tables with CR0, CR3 and CR4).
     fn trap_sregs(&self, _cpu: usize, _sregs: &kvm_bindings::kvm_sregs) {}
+    /// Whether to read `MSR_KERNEL_GS_BASE` at trap exits whose GS base is not a kernel
+    /// (upper-half) address (asked at each such exit, so it must be cheap; the read is one
+    /// `KVM_GET_MSRS`). Linux's per-CPU base is there while the vCPU is in user mode or in
+    /// kernel entry code before `swapgs`.
+    fn wants_kernel_gs_base(&self) -> bool {
+        false
+    }
+    /// `MSR_KERNEL_GS_BASE` of `cpu` at this exit, given right after
+    /// [`ExitHandler::trap_sregs`] when [`ExitHandler::wants_kernel_gs_base`] and the GS base
+    /// is not a kernel address.
+    fn trap_kernel_gs_base(&self, _cpu: usize, _base: u64) {}
     /// Whether the handler wants the in-kernel local APIC's state (`KVM_GET_LAPIC`) when each
     /// vCPU leaves its loop (asked once, at that moment).
     fn wants_final_lapic(&self) -> bool {

@@ -14,6 +14,9 @@ use crate::exit::{
 };
 use crate::kick::immediate_exit;
 use crate::realmode::sipi_state;
+
+/// `IA32_KERNEL_GS_BASE`: the GS base `swapgs` exchanges with the current one.
+const MSR_KERNEL_GS_BASE: u32 = 0xc000_0102;
 use crate::state::{KickTarget, Request, RunState, Shared, Snapshot};
 
 const KVMIO: u32 = 0xae;
@@ -455,8 +458,26 @@ impl Runner {
     /// `kvm_run` carries them.
     fn give_sregs(&self) {
         if self.sync_sregs {
-            self.handler
-                .trap_sregs(self.shared.cpu, &self.fd.sync_regs().sregs);
+            let sregs = self.fd.sync_regs().sregs;
+            self.handler.trap_sregs(self.shared.cpu, &sregs);
+            if sregs.gs.base >> 63 == 0 && self.handler.wants_kernel_gs_base() {
+                if let Some(base) = self.read_msr(MSR_KERNEL_GS_BASE) {
+                    self.handler.trap_kernel_gs_base(self.shared.cpu, base);
+                }
+            }
+        }
+    }
+
+    /// One MSR of this vCPU (`KVM_GET_MSRS`), or `None` if KVM does not give it.
+    fn read_msr(&self, index: u32) -> Option<u64> {
+        let mut msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+            index,
+            ..Default::default()
+        }])
+        .ok()?;
+        match self.fd.get_msrs(&mut msrs) {
+            Ok(1) => msrs.as_slice().first().map(|e| e.data),
+            _ => None,
         }
     }
 

@@ -291,6 +291,18 @@ impl ExitHandler for Dispatcher {
         }
     }
 
+    fn wants_kernel_gs_base(&self) -> bool {
+        self.paging
+            .as_ref()
+            .is_some_and(|p| p.wants_kernel_gs_base())
+    }
+
+    fn trap_kernel_gs_base(&self, cpu: usize, base: u64) {
+        if let Some(paging) = &self.paging {
+            paging.record_kernel_gs_base(cpu, base);
+        }
+    }
+
     fn wants_sample(&self, cpu: usize) -> bool {
         self.sessions.wants_sample(cpu)
     }

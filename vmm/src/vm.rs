@@ -198,8 +198,12 @@ impl Vm {
         let (probes, tracing) = if traced {
             let symbols = ElfSymbols::load(&config.image.bytes).map_err(ProbeError::from)?;
             let mut all = catalogue(&config.image.bytes, &symbols);
+            // A Linux kernel's BTF types `args[N]` and `->`, and its kallsyms locate the
+            // current task; read once per VM, for `run -n` and every attaching client.
+            let kernel = Arc::new(crate::trace::kernel_types(&config.image.bytes));
+            paging.set_wants_kernel_gs_base(kernel.is_ok());
             let planned = match &config.trace {
-                Some(spec) => Some(plan(spec, &all)?),
+                Some(spec) => Some(plan(spec, &all, &kernel)?),
                 None => None,
             };
             let raw = ProbeSet::resolve(&all, &config.probes)?;
@@ -229,6 +233,7 @@ impl Vm {
                 paging: Arc::clone(&paging),
                 cpus: config.cpus,
                 boot,
+                kernel,
             };
             let probes = Arc::new(
                 ProbeSet::new(config.cpus, strategy)

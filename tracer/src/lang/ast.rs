@@ -52,6 +52,8 @@ pub(crate) enum Stmt {
 /// Unary operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UnOp {
+    /// `*p`: the object a kernel pointer points to.
+    Deref,
     Neg,
     Plus,
     Not,
@@ -143,6 +145,13 @@ pub(crate) enum ExprKind {
     Index {
         base: Box<Expr>,
         keys: Vec<Expr>,
+    },
+    /// `base->name` (`arrow`) or `base.name`, other than `self->` and `this->`.
+    Member {
+        base: Box<Expr>,
+        name: String,
+        arrow: bool,
+        name_span: Span,
     },
     /// `name(args)`.
     Call {

@@ -54,6 +54,11 @@ pub enum ErrorKind {
     /// Something this D subset does not implement (pointer dereference, casts to structs, ...).
     #[error("{0}")]
     Unsupported(String),
+    /// A use of the kernel's types or built-ins (`args[N]`, `curthread`, `execname`, ...)
+    /// that the image cannot support: no BTF, no prototype for the probed function, no
+    /// current-task symbol.
+    #[error("{0}")]
+    Kernel(String),
     /// A program past one of the compiler's size limits (nesting depth, width of a field).
     #[error("{0}")]
     Limit(String),

@@ -235,15 +235,7 @@ impl Parser<'_> {
             Tok::Plus => return self.unary(UnOp::Plus, t.span),
             Tok::Bang => return self.unary(UnOp::Not, t.span),
             Tok::Tilde => return self.unary(UnOp::BitNot, t.span),
-            Tok::Star => {
-                return Err(LangError::new(
-                    ErrorKind::Unsupported(
-                        "pointer dereference (`*`) is not supported: use stringof(addr) to read a string"
-                            .into(),
-                    ),
-                    t.span,
-                ))
-            }
+            Tok::Star => return self.unary(UnOp::Deref, t.span),
             Tok::Amp => {
                 return Err(LangError::new(
                     ErrorKind::Unsupported("taking an address (`&`) is not supported".into()),
@@ -269,7 +261,8 @@ impl Parser<'_> {
         self.postfix(primary)
     }
 
-    /// `[keys]` after a primary expression; `->` and `.` anywhere but `self->`/`this->`.
+    /// `[keys]`, `->member` and `.member` after a primary expression (`self->`/`this->` are
+    /// variables, see [`Parser::identifier`]).
     fn postfix(&mut self, mut e: Expr) -> Result<Expr, LangError> {
         loop {
             let t = self.peek()?.clone();
@@ -294,13 +287,30 @@ impl Parser<'_> {
                     };
                 }
                 Tok::Arrow | Tok::Dot => {
-                    return Err(LangError::new(
-                        ErrorKind::Unsupported(
-                            "member access is only supported as `self->name` and `this->name`"
-                                .into(),
-                        ),
-                        t.span,
-                    ))
+                    self.next()?;
+                    let name = self.next()?;
+                    let Tok::Ident(member) = name.tok else {
+                        return Err(syntax(
+                            name.span,
+                            format!(
+                                "expected a member name after `{}`, found {}",
+                                t.tok.text(),
+                                name.tok.describe()
+                            ),
+                        ));
+                    };
+                    let span = e.span.to(name.span);
+                    let height = height(span, &[&e])?;
+                    e = Expr {
+                        kind: ExprKind::Member {
+                            base: Box::new(e),
+                            name: member,
+                            arrow: t.tok == Tok::Arrow,
+                            name_span: name.span,
+                        },
+                        span,
+                        height,
+                    };
                 }
                 _ => return Ok(e),
             }

@@ -19,26 +19,31 @@ pub enum Type {
     Uint,
     /// A string.
     Str,
+    /// A pointer into guest memory to the kernel's BTF type with this ID (an unsigned
+    /// 64-bit integer that `->` can follow).
+    Ptr(u32),
 }
 
 impl Type {
-    /// Whether this is one of the integer types.
+    /// Whether this is one of the integer types (pointers included).
     pub fn is_int(self) -> bool {
         self != Type::Str
     }
 
-    /// How messages name the type ("an integer", "a string").
+    /// How messages name the type ("an integer", "a string", "a pointer").
     pub fn describe(self) -> &'static str {
         match self {
             Type::Int | Type::Uint => "an integer",
             Type::Str => "a string",
+            Type::Ptr(_) => "a pointer",
         }
     }
 
     /// The type of `a op b` for arithmetic: unsigned if either is (C's usual conversions for
-    /// two 64-bit operands).
+    /// two 64-bit operands; a pointer counts as unsigned and the result is a plain integer).
     pub fn arith(a: Type, b: Type) -> Type {
-        if a == Type::Uint || b == Type::Uint {
+        let unsigned = |t| matches!(t, Type::Uint | Type::Ptr(_));
+        if unsigned(a) || unsigned(b) {
             Type::Uint
         } else {
             Type::Int
@@ -61,6 +66,10 @@ pub struct Program {
     pub self_vars: Vec<VarDecl>,
     /// `this->` (per-firing) variables.
     pub this_vars: Vec<VarDecl>,
+    /// What `self->` variables are keyed by besides the vCPU: `None` keeps one set per vCPU
+    /// (the built-in guests); for a Linux kernel, the current task (`curthread`), so a
+    /// task's `self->` variables follow it from vCPU to vCPU.
+    pub self_key: Option<Expr>,
     /// `#pragma D option` settings, in order.
     pub options: Vec<ProgramOption>,
     /// The program text, for diagnostics about spans found later.
@@ -207,6 +216,9 @@ pub struct Clause {
     pub default_action: bool,
     /// The clause's probe descriptions in the source.
     pub span: Span,
+    /// Whether it reads or writes `self->` variables (only such clauses look up the current
+    /// task when they are keyed by task).
+    pub uses_self: bool,
 }
 
 impl Clause {
@@ -250,6 +262,9 @@ pub enum Builtin {
     Arg(u8),
     /// `caller`: the return address of the probed function.
     Caller,
+    /// The vCPU's per-CPU base (its GS base in kernel mode): what `curthread` is read
+    /// through on Linux.
+    PerCpuBase,
 }
 
 /// Unary operators.
@@ -394,6 +409,26 @@ pub enum ExprKind {
     /// `stringof(addr)` / `copyinstr(addr)`: the NUL-terminated string at a guest virtual
     /// address.
     ReadString(Box<Expr>),
+    /// A `char` array in guest memory as a string: at most `len` bytes (and `strsize`), up to
+    /// the first NUL.
+    ReadChars {
+        /// Its address.
+        addr: Box<Expr>,
+        /// The array's length.
+        len: u32,
+    },
+    /// An integer of `bytes` bytes (1, 2, 4 or 8, little-endian) read from guest memory, or a
+    /// bitfield within them.
+    Load {
+        /// Its address.
+        addr: Box<Expr>,
+        /// How many bytes to read.
+        bytes: u8,
+        /// Whether it sign-extends.
+        signed: bool,
+        /// A bitfield: (its first bit within the bytes read, its width in bits).
+        bits: Option<(u8, u8)>,
+    },
     /// `strjoin(a, b)`.
     Strjoin(Box<Expr>, Box<Expr>),
     /// `lltostr(x)`: an integer in decimal.

@@ -48,14 +48,18 @@
 //!   (`(uint32_t)x`, `(char *)p`), integer, character and string literals with C escapes,
 //!   string comparison, and the functions `strlen(s)`, `stringof(addr)` / `copyinstr(addr)`
 //!   (a NUL-terminated string read from guest virtual memory), `strjoin(a, b)`, `lltostr(n)`.
-//! - Variables: globals `x`, associative arrays `x[k1, k2]`, per-vCPU `self->x`, per-firing
-//!   `this->x`. A variable is declared by being assigned anywhere in the program; reading a
+//! - Variables: globals `x`, associative arrays `x[k1, k2]`, `self->x` (per vCPU; per task on
+//!   a Linux kernel), per-firing `this->x`. A variable is declared by being assigned anywhere in the program; reading a
 //!   variable not yet set gives 0 or "".
 //! - Aggregations `@name[keys] = count() | sum(e) | min(e) | max(e) | avg(e) | quantize(e) |
 //!   lquantize(e, lo, hi[, step])`, and the anonymous `@`.
 //! - Built-in variables: `cpu`, `id`, `timestamp`, `walltimestamp`, `probeprov`,
 //!   `probemod`, `probefunc`, `probename`, `arg0`..`arg5`, `caller`, and `regs[N]` with the
 //!   register constants of [`registers`] (`regs[R_RAX]`).
+//! - Compiled against a Linux kernel ([`compile_for`] with a [`Kernel`]): `args[N]` typed from
+//!   the probed function's BTF prototype, `p->member`, `s.member`, `a[i]` and `*p` on kernel types
+//!   (read from guest memory; `char` arrays read as strings), `curthread`, `execname`, `pid`
+//!   and `tid`. Errors in them (a missing member, no prototype) are compile errors.
 //!
 //! Integers are 64-bit, signed unless a literal is too large or has a `u` suffix, or an
 //! operand is unsigned (`timestamp`, `caller`, `regs[]`); arithmetic wraps; division by zero
@@ -67,6 +71,7 @@ pub mod diag;
 mod expr;
 pub mod format;
 pub mod ir;
+pub mod kernel;
 mod lexer;
 mod parser;
 pub mod probedesc;
@@ -80,6 +85,7 @@ pub use diag::{Diagnostic, ErrorKind};
 pub use expr::MAX_DEPTH;
 pub use format::Format;
 pub use ir::{AggDecl, AggFunc, Clause, Program, Type};
+pub use kernel::{CurrentTask, Kernel, Target};
 pub use probedesc::{glob_match, timer_period, ProbeDesc, TimerKind};
 pub use source::{Source, Span};
 
@@ -87,13 +93,21 @@ pub use source::{Source, Span};
 /// source's, then the second's, and so on; variables and aggregations are shared between
 /// sources, as when DTrace concatenates several `-n` and `-s` programs.
 pub fn compile(sources: &[Source]) -> Result<Program, Diagnostic> {
+    compile_for(sources, Target::none())
+}
+
+/// Compiles `sources` against `target`: the image's probes and, for a Linux kernel, its BTF
+/// and current-task location, which type `args[N]`, `->member`, `curthread`, `execname`,
+/// `pid` and `tid`, and key `self->` variables by task. Type errors in member accesses are
+/// compile errors here.
+pub fn compile_for(sources: &[Source], target: Target<'_>) -> Result<Program, Diagnostic> {
     let mut files = Vec::with_capacity(sources.len());
     for (i, source) in sources.iter().enumerate() {
         let file =
             parser::parse_file(&source.text, i).map_err(|e| Diagnostic::from_error(e, sources))?;
         files.push(file);
     }
-    check::check(files, sources.to_vec()).map_err(|e| Diagnostic::from_error(e, sources))
+    check::check(files, sources.to_vec(), target).map_err(|e| Diagnostic::from_error(e, sources))
 }
 
 /// Compiles a single unnamed source (a convenience for tests and one-liners).

@@ -3,6 +3,7 @@
 
 mod check;
 mod corpus;
+mod kernel;
 mod parse;
 mod prop;
 

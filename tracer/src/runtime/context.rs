@@ -34,6 +34,12 @@ pub trait ProbeContext {
     /// Up to `max` return addresses, innermost first; `None` where there is no unwinder for
     /// the guest image (no frame pointers).
     fn stack(&self, max: usize) -> Option<Vec<u64>>;
+    /// The vCPU's kernel-mode GS base at the probe (Linux's per-CPU base): its GS base, or
+    /// `MSR_KERNEL_GS_BASE` where GS holds a user base (user mode, or kernel entry before
+    /// `swapgs`); `None` where the probe has no vCPU registers (BEGIN, END, tick-N, vmexit).
+    fn gs_base(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A probe's identity: its ID and four-part name.

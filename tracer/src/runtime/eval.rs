@@ -9,8 +9,9 @@ use super::state::{GlobalStore, Limits};
 use super::value::Value;
 use crate::lang::ir::{Builtin, Expr, ExprKind, LogicalOp, Program, Type, UnaryOp};
 
-/// Locks the globals; a poisoned lock (a panic elsewhere) still yields the data.
-pub(crate) fn lock(globals: &Mutex<GlobalStore>) -> MutexGuard<'_, GlobalStore> {
+/// Locks the globals (or other runtime-wide state); a poisoned lock (a panic elsewhere)
+/// still yields the data.
+pub(crate) fn lock<T>(globals: &Mutex<T>) -> MutexGuard<'_, T> {
     globals
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -49,6 +50,45 @@ pub(crate) fn read_string(ctx: &dyn ProbeContext, addr: u64, max: usize) -> Resu
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The per-CPU base of the vCPU: its kernel-mode GS base (the VMM gives
+/// `MSR_KERNEL_GS_BASE` where GS held a user base), which must be a kernel (upper-half)
+/// address; anything else (no vCPU, early boot before the per-CPU set-up) is a fault.
+pub(crate) fn percpu_base(ctx: &dyn ProbeContext) -> Result<u64, Fault> {
+    match ctx.gs_base() {
+        Some(gs) if gs >> 63 == 1 => Ok(gs),
+        other => Err(Fault::NoPerCpuBase(other)),
+    }
+}
+
+/// Reads a little-endian integer of `bytes` bytes at `addr` (sign-extended if `signed`), or
+/// the bitfield `(shift, width)` within those bytes.
+pub(crate) fn load(
+    ctx: &dyn ProbeContext,
+    addr: u64,
+    bytes: u8,
+    signed: bool,
+    bits: Option<(u8, u8)>,
+) -> Result<u64, Fault> {
+    let mut buf = [0u8; 8];
+    let n = usize::from(bytes.clamp(1, 8));
+    ctx.read_memory(addr, &mut buf[..n])
+        .map_err(|e| Fault::BadAddress(e.address))?;
+    let raw = u64::from_le_bytes(buf);
+    let (value, width) = match bits {
+        Some((shift, width)) => (raw >> shift, u32::from(width).clamp(1, 64)),
+        None => (raw, n as u32 * 8),
+    };
+    if width == 64 {
+        return Ok(value);
+    }
+    let value = value & ((1u64 << width) - 1);
+    Ok(if signed && value >> (width - 1) == 1 {
+        value | !((1u64 << width) - 1)
+    } else {
+        value
+    })
+}
+
 /// `s` cut to at most `max` bytes, on a character boundary.
 pub(crate) fn truncate_str(mut s: String, max: usize) -> String {
     if s.len() > max {
@@ -64,7 +104,8 @@ impl Env<'_> {
         Ok(match &e.kind {
             ExprKind::Int(v) => Value::from_bits(e.ty, *v),
             ExprKind::Str(s) => Value::Str(s.clone()),
-            ExprKind::Builtin(b) => self.builtin(*b),
+            // `args[N]` reuses `argN` with its own (unsigned or pointer) type.
+            ExprKind::Builtin(b) => self.builtin(*b)?.coerce(e.ty),
             ExprKind::Reg(idx) => {
                 let n = self.eval(idx)?.bits();
                 let reg = usize::try_from(n).ok().and_then(|i| self.ctx.reg(i));
@@ -156,6 +197,20 @@ impl Env<'_> {
                 let a = self.eval(addr)?.bits();
                 Value::Str(read_string(self.ctx, a, self.limits.strsize)?)
             }
+            ExprKind::ReadChars { addr, len } => {
+                let a = self.eval(addr)?.bits();
+                let max = self.limits.strsize.min(*len as usize);
+                Value::Str(read_string(self.ctx, a, max)?)
+            }
+            ExprKind::Load {
+                addr,
+                bytes,
+                signed,
+                bits,
+            } => {
+                let a = self.eval(addr)?.bits();
+                Value::from_bits(e.ty, load(self.ctx, a, *bytes, *signed, *bits)?)
+            }
             ExprKind::Strjoin(a, b) => {
                 let mut s = self.eval(a)?.to_string();
                 s.push_str(&self.eval(b)?.to_string());
@@ -205,8 +260,8 @@ impl Env<'_> {
         Ok(())
     }
 
-    fn builtin(&self, b: Builtin) -> Value {
-        match b {
+    fn builtin(&self, b: Builtin) -> Result<Value, Fault> {
+        Ok(match b {
             Builtin::Cpu => Value::Int(i64::from(self.ctx.cpu())),
             Builtin::Id => Value::Uint(u64::from(self.probe.id)),
             Builtin::Timestamp => Value::Uint(self.timestamp),
@@ -217,6 +272,7 @@ impl Env<'_> {
             Builtin::Probename => Value::Str(self.probe.name.clone()),
             Builtin::Arg(n) => Value::Int(self.ctx.arg(usize::from(n)) as i64),
             Builtin::Caller => Value::Uint(self.ctx.caller()),
-        }
+            Builtin::PerCpuBase => Value::Uint(percpu_base(self.ctx)?),
+        })
     }
 }

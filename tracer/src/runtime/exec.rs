@@ -1,6 +1,7 @@
 //! Running clauses: the [`Runtime`] that evaluates a probe firing's clauses, executes their
 //! actions, and turns faults into ERROR records (and ERROR-probe clauses).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::agg::AggSet;
@@ -38,6 +39,8 @@ pub struct Runtime {
     limits: Limits,
     error_probe: Arc<ProbeInfo>,
     error_clauses: Vec<usize>,
+    /// `self->` variables per task ([`Program::self_key`]), for a Linux kernel.
+    tasks: Mutex<HashMap<u64, Vec<Value>>>,
 }
 
 /// The context an ERROR clause sees: the faulting firing's, with DTrace's ERROR arguments.
@@ -74,6 +77,9 @@ impl ProbeContext for ErrorContext<'_> {
     fn stack(&self, max: usize) -> Option<Vec<u64>> {
         self.inner.stack(max)
     }
+    fn gs_base(&self) -> Option<u64> {
+        self.inner.gs_base()
+    }
 }
 
 /// Where in a clause a fault happened: `None` for the predicate, else the 1-based action.
@@ -96,6 +102,7 @@ impl Runtime {
             limits,
             error_probe,
             error_clauses,
+            tasks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -179,28 +186,43 @@ impl Runtime {
             vcpu.firing = vcpu.firing.wrapping_add(1);
             let epid = u32::try_from(index + 1).unwrap_or(u32::MAX);
             let mut kinds = Vec::new();
-            let result = {
-                let mut env = Env {
-                    program: &self.program,
-                    ctx,
-                    probe,
-                    globals: &self.globals,
-                    self_vars: &mut vcpu.self_vars,
-                    this: &mut this,
-                    limits: &self.limits,
-                    timestamp,
-                };
-                run_clause(
-                    &mut env,
-                    clause,
-                    &mut kinds,
-                    AggOut {
-                        aggs: &mut vcpu.aggs,
-                        drops: &mut vcpu.agg_drops,
-                        key: &mut vcpu.agg_key,
-                    },
-                    &mut summary.exit,
-                )
+            let task = match clause.uses_self {
+                true => self.task_vars(ctx, probe, timestamp),
+                false => Ok(None),
+            };
+            let result = match task {
+                Err(f) => Err((None, f)),
+                Ok(mut task) => {
+                    let self_vars = match &mut task {
+                        Some((_, vars)) => vars,
+                        None => &mut vcpu.self_vars,
+                    };
+                    let mut env = Env {
+                        program: &self.program,
+                        ctx,
+                        probe,
+                        globals: &self.globals,
+                        self_vars,
+                        this: &mut this,
+                        limits: &self.limits,
+                        timestamp,
+                    };
+                    let result = run_clause(
+                        &mut env,
+                        clause,
+                        &mut kinds,
+                        AggOut {
+                            aggs: &mut vcpu.aggs,
+                            drops: &mut vcpu.agg_drops,
+                            key: &mut vcpu.agg_key,
+                        },
+                        &mut summary.exit,
+                    );
+                    if let Some((key, vars)) = task {
+                        self.put_task_vars(key, vars);
+                    }
+                    result
+                }
             };
             let fault = match result {
                 Ok(false) => continue,
@@ -261,6 +283,59 @@ impl Runtime {
                 }
             }
         }
+    }
+}
+
+impl Runtime {
+    /// The `self->` variables of the current task when they are keyed by task
+    /// (`Ok(Some((task, vars)))`, taken out of the table until [`Runtime::put_task_vars`]),
+    /// `Ok(None)` when they are the vCPU's, or why the task is unknown.
+    fn task_vars(
+        &self,
+        ctx: &dyn ProbeContext,
+        probe: &ProbeInfo,
+        timestamp: u64,
+    ) -> Result<Option<(u64, Vec<Value>)>, Fault> {
+        let Some(key) = &self.program.self_key else {
+            return Ok(None);
+        };
+        if self.program.self_vars.is_empty() {
+            return Ok(None);
+        }
+        let env = Env {
+            program: &self.program,
+            ctx,
+            probe,
+            globals: &self.globals,
+            self_vars: &mut Vec::new(),
+            this: &mut Vec::new(),
+            limits: &self.limits,
+            timestamp,
+        };
+        let task = env.eval(key)?.bits();
+        let vars = lock(&self.tasks).remove(&task).unwrap_or_else(|| {
+            self.program
+                .self_vars
+                .iter()
+                .map(|v| Value::zero(v.ty))
+                .collect()
+        });
+        Ok(Some((task, vars)))
+    }
+
+    /// Puts a task's `self->` variables back: dropped when all are zero (as DTrace frees
+    /// them), counted as a dynamic drop past [`Limits::dynamic_entries`] tasks.
+    fn put_task_vars(&self, task: u64, vars: Vec<Value>) {
+        if vars.iter().all(Value::is_zero) {
+            return;
+        }
+        let mut tasks = lock(&self.tasks);
+        if tasks.len() >= self.limits.dynamic_entries {
+            drop(tasks);
+            lock(&self.globals).dynamic_drops += 1;
+            return;
+        }
+        tasks.insert(task, vars);
     }
 }
 

@@ -11,6 +11,10 @@ pub enum Fault {
     DivideByZero,
     /// `regs[N]` with a register the VMM does not provide.
     BadRegister(u64),
+    /// `curthread` (and what is read through it) where the per-CPU base is not known: a
+    /// probe without a vCPU (`None`), or a GS base that is not a kernel address (the vCPU
+    /// was in user mode, or in kernel entry code before `swapgs`).
+    NoPerCpuBase(Option<u64>),
 }
 
 impl Fault {
@@ -20,6 +24,8 @@ impl Fault {
             Fault::BadAddress(_) => 1,
             Fault::BadRegister(_) => 3,
             Fault::DivideByZero => 4,
+            // DTRACEFLT_KPRIV: what it reads is not the kernel's.
+            Fault::NoPerCpuBase(_) => 6,
         }
     }
 
@@ -27,7 +33,8 @@ impl Fault {
     pub fn value(&self) -> u64 {
         match self {
             Fault::BadAddress(a) | Fault::BadRegister(a) => *a,
-            Fault::DivideByZero => 0,
+            Fault::DivideByZero | Fault::NoPerCpuBase(None) => 0,
+            Fault::NoPerCpuBase(Some(gs)) => *gs,
         }
     }
 
@@ -37,6 +44,7 @@ impl Fault {
             Fault::BadAddress(_) => "invalid address",
             Fault::DivideByZero => "divide-by-zero",
             Fault::BadRegister(_) => "invalid register",
+            Fault::NoPerCpuBase(_) => "no per-CPU base",
         }
     }
 }
@@ -47,6 +55,15 @@ impl fmt::Display for Fault {
             Fault::BadAddress(a) => write!(f, "invalid address ({a:#x})"),
             Fault::DivideByZero => f.write_str("divide-by-zero"),
             Fault::BadRegister(r) => write!(f, "invalid register ({r})"),
+            Fault::NoPerCpuBase(None) => {
+                f.write_str("no current task here: this probe has no vCPU (curthread is unknown)")
+            }
+            Fault::NoPerCpuBase(Some(gs)) => write!(
+                f,
+                "no current task here: the per-CPU base {gs:#x} (the GS base, or \
+                 MSR_KERNEL_GS_BASE where GS held a user one) is not a kernel address, so \
+                 curthread is unknown"
+            ),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct FakeContext {
     pub symbols: Vec<(u64, u64, String)>,
     /// What `stack()` returns.
     pub stack: Option<Vec<u64>>,
+    /// The GS base (`curthread`'s per-CPU base), if the probe has one.
+    pub gs_base: Option<u64>,
 }
 
 impl FakeContext {
@@ -95,6 +97,9 @@ impl ProbeContext for FakeContext {
             s.truncate(max);
             s
         })
+    }
+    fn gs_base(&self) -> Option<u64> {
+        self.gs_base
     }
 }
 

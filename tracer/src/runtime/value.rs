@@ -26,7 +26,7 @@ impl Value {
     pub fn from_bits(ty: Type, bits: u64) -> Value {
         match ty {
             Type::Int => Value::Int(bits as i64),
-            Type::Uint => Value::Uint(bits),
+            Type::Uint | Type::Ptr(_) => Value::Uint(bits),
             Type::Str => Value::Str(String::new()),
         }
     }

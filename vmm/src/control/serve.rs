@@ -93,7 +93,7 @@ struct Session {
 /// Compiles and arms the client's program; on failure, why (nothing stays armed).
 fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result<Session, String> {
     let spec = protocol::parse_request(request)?;
-    let plan = plan(&spec, &ctx.catalogue).map_err(|e| e.to_string())?;
+    let plan = plan(&spec, &ctx.catalogue, &ctx.target.kernel).map_err(|e| e.to_string())?;
     if let (false, Err(none)) = (plan.fbt.is_empty(), &ctx.trap_choice) {
         return Err(none.to_string());
     }

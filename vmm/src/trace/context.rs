@@ -26,6 +26,9 @@ pub(super) struct HitContext<'a> {
     args: Option<[u64; 4]>,
     /// Whether `regs` are the vCPU's (`regs[]`, `caller`, `stack()` read them).
     has_regs: bool,
+    /// Whether the vCPU stopped here (an fbt hit or a profile sample): its system registers,
+    /// GS base included, are those of this exit.
+    trapped: bool,
 }
 
 impl<'a> HitContext<'a> {
@@ -46,6 +49,7 @@ impl<'a> HitContext<'a> {
             timestamp: tracing.now_ns(),
             args,
             has_regs: args.is_none(),
+            trapped: false,
         }
     }
 
@@ -69,6 +73,7 @@ impl<'a> HitContext<'a> {
             timestamp: tracing.now_ns(),
             args: None,
             has_regs: true,
+            trapped: true,
         }
     }
 
@@ -85,6 +90,7 @@ impl<'a> HitContext<'a> {
             timestamp: tracing.now_ns(),
             args: Some([regs.rip, 0, 0, 0]),
             has_regs: true,
+            trapped: true,
         }
     }
 
@@ -190,6 +196,13 @@ impl ProbeContext for HitContext<'_> {
 
     fn symbolize(&self, addr: u64) -> Option<String> {
         symbolize(&self.tracing.symbols, addr)
+    }
+
+    fn gs_base(&self) -> Option<u64> {
+        // fbt hits and profile samples carry the vCPU's system registers; BEGIN, tick-N and
+        // vmexit do not.
+        self.trapped
+            .then(|| self.tracing.paging.gs_base(self.cpu as usize))
     }
 
     fn stack(&self, max: usize) -> Option<Vec<u64>> {

@@ -17,7 +17,7 @@ mod timers;
 
 use std::time::Duration;
 
-use tracer::lang::{compile, Program, Source, TimerKind};
+use tracer::lang::{compile_for, Kernel, Program, Source, Target, TimerKind};
 use tracer::probes::Probe;
 
 pub use paging::{GuestPaging, Translation};
@@ -61,6 +61,14 @@ pub struct TraceTarget {
     pub cpus: usize,
     /// When the VM started (`timestamp` counts from it).
     pub boot: std::time::Instant,
+    /// The image's kernel types (BTF, current task) for programs, or why it has none.
+    pub kernel: std::sync::Arc<Result<Kernel, String>>,
+}
+
+/// The kernel types of `image` for [`plan`]: a Linux kernel's BTF and current-task location,
+/// or why there are none (a built-in guest has no `.BTF`).
+pub fn kernel_types(image: &[u8]) -> Result<Kernel, String> {
+    Kernel::from_image(image).map_err(|e| e.to_string())
 }
 
 /// What to trace and how to print it.
@@ -93,14 +101,23 @@ pub struct Plan {
     pub events: Vec<Probe>,
 }
 
-/// Compiles `spec` and resolves the probes it needs against the image's probe catalogue.
-pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
+/// Compiles `spec` against the image's probe catalogue and kernel types (see
+/// [`kernel_types`]) and resolves the probes it needs.
+pub fn plan(
+    spec: &TraceSpec,
+    all: &[Probe],
+    kernel: &Result<Kernel, String>,
+) -> Result<Plan, TraceError> {
     let sources: Vec<Source> = spec
         .sources
         .iter()
         .map(|(name, text)| Source::new(name.clone(), text.clone()))
         .collect();
-    let program = compile(&sources).map_err(|d| {
+    let target = Target {
+        kernel: kernel.as_ref().map_err(String::as_str),
+        probes: all,
+    };
+    let program = compile_for(&sources, target).map_err(|d| {
         let text = d.render();
         TraceError::Compile(text.strip_prefix("error: ").unwrap_or(&text).to_string())
     })?;

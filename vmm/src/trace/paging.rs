@@ -1,5 +1,6 @@
 //! How each vCPU translates addresses right now, for scripts that read guest memory: the
-//! control registers of its last trap exit (`ExitHandler::trap_sregs`), and reads of
+//! control registers (and GS base, for Linux's `curthread`) of its last trap exit
+//! (`ExitHandler::trap_sregs`, carried in `kvm_run` sync_regs: no extra ioctl), and reads of
 //! guest-virtual memory through its page tables ([`tracer::pagewalk`]: 4- and 5-level, large
 //! pages, bounded on garbage tables).
 
@@ -20,6 +21,10 @@ struct Slot {
     cr3: AtomicU64,
     cr4: AtomicU64,
     efer: AtomicU64,
+    /// The GS base (Linux's per-CPU base in kernel mode), for `curthread`.
+    gs_base: AtomicU64,
+    /// `MSR_KERNEL_GS_BASE` where the GS base was a user one at that exit (else 0).
+    kernel_gs_base: AtomicU64,
 }
 
 /// How a vCPU's addresses translate.
@@ -41,6 +46,8 @@ pub enum Translation {
 /// The translation state of every vCPU.
 pub struct GuestPaging {
     slots: Vec<Slot>,
+    /// Whether to ask for `MSR_KERNEL_GS_BASE` when GS holds a user base (a Linux kernel).
+    wants_kernel_gs_base: std::sync::atomic::AtomicBool,
 }
 
 impl GuestPaging {
@@ -48,6 +55,25 @@ impl GuestPaging {
     pub fn new(cpus: usize) -> Self {
         GuestPaging {
             slots: (0..cpus).map(|_| Slot::default()).collect(),
+            wants_kernel_gs_base: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Asks for `MSR_KERNEL_GS_BASE` at exits where GS holds a user base (for a Linux kernel,
+    /// whose `curthread` is read through the kernel's per-CPU base).
+    pub fn set_wants_kernel_gs_base(&self, wants: bool) {
+        self.wants_kernel_gs_base.store(wants, Ordering::Relaxed);
+    }
+
+    /// Whether [`GuestPaging::set_wants_kernel_gs_base`] asked for it.
+    pub fn wants_kernel_gs_base(&self) -> bool {
+        self.wants_kernel_gs_base.load(Ordering::Relaxed)
+    }
+
+    /// Records `cpu`'s `MSR_KERNEL_GS_BASE` at this exit (GS held a user base).
+    pub fn record_kernel_gs_base(&self, cpu: usize, base: u64) {
+        if let Some(s) = self.slots.get(cpu) {
+            s.kernel_gs_base.store(base, Ordering::Relaxed);
         }
     }
 
@@ -58,6 +84,22 @@ impl GuestPaging {
             s.cr3.store(sregs.cr3, Ordering::Relaxed);
             s.cr4.store(sregs.cr4, Ordering::Relaxed);
             s.efer.store(sregs.efer, Ordering::Relaxed);
+            s.gs_base.store(sregs.gs.base, Ordering::Relaxed);
+            s.kernel_gs_base.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// `cpu`'s kernel-mode GS base as of its last trap exit (0 before any): the GS base, or,
+    /// where that was a user one and `MSR_KERNEL_GS_BASE` was read, the MSR (user mode, or
+    /// kernel entry before `swapgs`).
+    pub fn gs_base(&self, cpu: usize) -> u64 {
+        let Some(s) = self.slots.get(cpu) else {
+            return 0;
+        };
+        let gs = s.gs_base.load(Ordering::Relaxed);
+        match s.kernel_gs_base.load(Ordering::Relaxed) {
+            kernel if gs >> 63 == 0 && kernel >> 63 == 1 => kernel,
+            _ => gs,
         }
     }
 
@@ -160,6 +202,29 @@ mod tests {
         );
         p.record(0, &sregs(CR0_PG | 1, 0x7000, 0, 0));
         assert_eq!(p.translation(0), Translation::Legacy);
+    }
+
+    #[test]
+    fn the_kernel_gs_base_stands_in_for_a_user_one() {
+        let p = GuestPaging::new(1);
+        assert!(!p.wants_kernel_gs_base());
+        p.set_wants_kernel_gs_base(true);
+        assert!(p.wants_kernel_gs_base());
+        let kernel = 0xffff_8880_0f00_0000;
+        let mut s = sregs(CR0_PG, 0x1000, CR4_PAE, EFER_LMA);
+        s.gs.base = kernel;
+        p.record(0, &s);
+        assert_eq!(p.gs_base(0), kernel, "in the kernel after swapgs");
+        s.gs.base = 0x7f12_3456_0000;
+        p.record(0, &s);
+        assert_eq!(p.gs_base(0), 0x7f12_3456_0000, "no MSR read: the user base");
+        p.record_kernel_gs_base(0, kernel);
+        assert_eq!(p.gs_base(0), kernel, "user mode: MSR_KERNEL_GS_BASE");
+        p.record(0, &s);
+        assert_eq!(p.gs_base(0), 0x7f12_3456_0000, "each exit starts afresh");
+        p.record_kernel_gs_base(0, 0);
+        assert_eq!(p.gs_base(0), 0x7f12_3456_0000, "early boot: both user");
+        assert_eq!(p.gs_base(5), 0);
     }
 
     #[test]

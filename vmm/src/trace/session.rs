@@ -74,6 +74,7 @@ impl Tracing {
             paging,
             cpus,
             boot,
+            kernel: _,
         } = target.clone();
         let Plan {
             program,

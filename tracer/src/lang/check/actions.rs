@@ -19,7 +19,7 @@ fn format_error(span: Span, msg: impl Into<String>) -> LangError {
     LangError::new(ErrorKind::Format(msg.into()), span)
 }
 
-impl Checker {
+impl Checker<'_> {
     /// The aggregation named by an argument that must be `@name`.
     fn agg_arg(&self, action: &str, arg: &ast::Expr) -> Result<usize, LangError> {
         match &arg.kind {

@@ -63,7 +63,7 @@ pub(crate) fn arity(
     )
 }
 
-impl Checker {
+impl Checker<'_> {
     pub(crate) fn call(
         &self,
         name: &str,

@@ -98,7 +98,7 @@ fn is_comparison(op: BinaryOp) -> bool {
     )
 }
 
-impl Checker {
+impl Checker<'_> {
     /// Checks and lowers an expression used for its value.
     pub(crate) fn expr(&self, e: &ast::Expr) -> Result<Expr, LangError> {
         match &e.kind {
@@ -127,7 +127,7 @@ impl Checker {
             },
             ast::ExprKind::SelfVar(name) => match self.decls.self_var(name) {
                 Some(i) => Ok(Expr {
-                    kind: ExprKind::SelfVar(i),
+                    kind: ExprKind::SelfVar(self.used_self(i)),
                     ty: self.decls.self_vars[i].ty,
                 }),
                 None => Err(LangError::new(
@@ -142,6 +142,12 @@ impl Checker {
                 e.span,
             )),
             ast::ExprKind::Index { base, keys } => self.index(base, keys, e.span),
+            ast::ExprKind::Member {
+                base,
+                name,
+                arrow,
+                name_span,
+            } => self.member(base, name, *arrow, *name_span, e.span),
             ast::ExprKind::Call {
                 name,
                 name_span,
@@ -174,6 +180,12 @@ impl Checker {
         }
     }
 
+    /// Notes that the clause uses `self->` variable `i`, and returns `i`.
+    pub(crate) fn used_self(&self, i: usize) -> usize {
+        self.uses_self.set(true);
+        i
+    }
+
     /// An integer-typed expression; `what` names it in the error.
     pub(crate) fn int_expr(&self, e: &ast::Expr, what: &str) -> Result<Expr, LangError> {
         let x = self.expr(e)?;
@@ -188,6 +200,9 @@ impl Checker {
     }
 
     fn ident(&self, name: &str, span: Span) -> Result<Expr, LangError> {
+        if let Some(linux) = self.linux_builtin(name, span) {
+            return linux;
+        }
         if let Some((b, ty)) = builtin(name) {
             return Ok(Expr {
                 kind: ExprKind::Builtin(b),
@@ -259,6 +274,13 @@ impl Checker {
 
     fn index(&self, base: &ast::Expr, keys: &[ast::Expr], span: Span) -> Result<Expr, LangError> {
         match &base.kind {
+            ast::ExprKind::Ident(name) if name == "args" && self.decls.global(name).is_none() => {
+                if keys.len() != 1 {
+                    return Err(type_error(span, "`args[]` takes exactly one index"));
+                }
+                self.typed_arg(&keys[0], span)
+            }
+            _ if super::members::is_member(base) => self.member_index(base, keys, span),
             ast::ExprKind::Ident(name) if name == "regs" => {
                 if keys.len() != 1 {
                     return Err(type_error(span, "`regs[]` takes exactly one register index"));
@@ -323,7 +345,11 @@ impl Checker {
 
     fn unary(&self, op: UnOp, operand: &ast::Expr) -> Result<Expr, LangError> {
         let x = self.expr(operand)?;
+        if op == UnOp::Deref {
+            return self.deref_value(x, operand.span);
+        }
         let sym = match op {
+            UnOp::Deref => "*",
             UnOp::Neg => "-",
             UnOp::Plus => "+",
             UnOp::Not => "!",
@@ -336,7 +362,7 @@ impl Checker {
             ));
         }
         let (op, ty) = match op {
-            UnOp::Plus => return Ok(x),
+            UnOp::Plus | UnOp::Deref => return Ok(x),
             UnOp::Neg => (UnaryOp::Neg, x.ty),
             UnOp::BitNot => (UnaryOp::BitNot, x.ty),
             UnOp::Not => (UnaryOp::Not, Type::Int),
@@ -434,7 +460,7 @@ impl Checker {
             ));
         }
         let ty = if matches!(bop, BinaryOp::Shl | BinaryOp::Shr) {
-            l.ty
+            Type::arith(l.ty, Type::Int)
         } else {
             Type::arith(l.ty, r.ty)
         };

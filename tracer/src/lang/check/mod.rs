@@ -12,25 +12,41 @@ mod actions;
 mod calls;
 mod decls;
 pub(crate) mod expr;
+mod linux;
+pub(crate) mod members;
 mod stmt;
 
 use super::ast;
 use super::diag::{ErrorKind, LangError};
 use super::ir::{Clause, Program, ProgramOption};
+use super::kernel::Target;
 use super::probedesc::ProbeDesc;
 use super::source::Source;
 
 pub(crate) use decls::Decls;
 
-/// The checker's state: the declarations found so far.
-pub(crate) struct Checker {
+/// The checker's state: the declarations found so far, what the program is compiled
+/// against, and the probe descriptions of the clause being checked (for `args[N]`).
+pub(crate) struct Checker<'a> {
     pub(crate) decls: Decls,
+    pub(crate) target: Target<'a>,
+    pub(crate) clause_descs: Vec<ProbeDesc>,
+    /// Set when the clause being checked uses a `self->` variable.
+    pub(crate) uses_self: std::cell::Cell<bool>,
 }
 
-/// Checks the parsed `files` (file `i` parsed from `sources[i]`) and builds the program.
-pub(crate) fn check(files: Vec<ast::File>, sources: Vec<Source>) -> Result<Program, LangError> {
+/// Checks the parsed `files` (file `i` parsed from `sources[i]`) against `target` and builds
+/// the program.
+pub(crate) fn check(
+    files: Vec<ast::File>,
+    sources: Vec<Source>,
+    target: Target<'_>,
+) -> Result<Program, LangError> {
     let mut checker = Checker {
         decls: Decls::default(),
+        target,
+        clause_descs: Vec::new(),
+        uses_self: std::cell::Cell::new(false),
     };
     let clauses: Vec<&ast::Clause> = files.iter().flat_map(|f| f.clauses.iter()).collect();
     checker.declare_all(&clauses);
@@ -38,6 +54,13 @@ pub(crate) fn check(files: Vec<ast::File>, sources: Vec<Source>) -> Result<Progr
     for clause in &clauses {
         out.push(checker.clause(clause)?);
     }
+    // On a Linux kernel `self->` variables belong to the current task, as in DTrace.
+    let self_key = match (target.kernel, clauses.first()) {
+        (Ok(_), Some(first)) if !checker.decls.self_vars.is_empty() => {
+            Some(checker.curthread("self->", first.span)?)
+        }
+        _ => None,
+    };
     let options = files
         .iter()
         .flat_map(|f| f.pragmas.iter())
@@ -55,23 +78,23 @@ pub(crate) fn check(files: Vec<ast::File>, sources: Vec<Source>) -> Result<Progr
         arrays: decls.arrays,
         self_vars: decls.self_vars,
         this_vars: decls.this_vars,
+        self_key,
         options,
         sources,
     })
 }
 
-impl Checker {
+impl Checker<'_> {
     /// Declares every variable and aggregation the program assigns (see the module docs).
     fn declare_all(&mut self, clauses: &[&ast::Clause]) {
-        let stmts: Vec<&ast::Stmt> = clauses
-            .iter()
-            .filter_map(|c| c.body.as_ref())
-            .flatten()
-            .collect();
         loop {
             let before = self.decls.count();
-            for stmt in &stmts {
-                self.declare(stmt);
+            for clause in clauses {
+                // A clause whose descriptions do not parse is reported by the checking pass.
+                self.clause_descs = parse_descs(clause).unwrap_or_default();
+                for stmt in clause.body.iter().flatten() {
+                    self.declare(stmt);
+                }
             }
             if self.decls.count() == before {
                 return;
@@ -80,13 +103,9 @@ impl Checker {
     }
 
     fn clause(&mut self, clause: &ast::Clause) -> Result<Clause, LangError> {
-        let mut descs = Vec::with_capacity(clause.descs.len());
-        for (text, span) in &clause.descs {
-            let mut desc = ProbeDesc::parse(text)
-                .map_err(|e| LangError::new(ErrorKind::ProbeDescription(e), *span))?;
-            desc.span = *span;
-            descs.push(desc);
-        }
+        let descs = parse_descs(clause)?;
+        self.clause_descs = descs.clone();
+        self.uses_self.set(false);
         let predicate = match &clause.predicate {
             Some(p) => {
                 let e = self.expr(p)?;
@@ -112,6 +131,19 @@ impl Checker {
             default_action: clause.body.as_ref().is_none_or(Vec::is_empty),
             actions,
             span: clause.span,
+            uses_self: self.uses_self.get(),
         })
     }
+}
+
+/// A clause's probe descriptions, parsed.
+fn parse_descs(clause: &ast::Clause) -> Result<Vec<ProbeDesc>, LangError> {
+    let mut descs = Vec::with_capacity(clause.descs.len());
+    for (text, span) in &clause.descs {
+        let mut desc = ProbeDesc::parse(text)
+            .map_err(|e| LangError::new(ErrorKind::ProbeDescription(e), *span))?;
+        desc.span = *span;
+        descs.push(desc);
+    }
+    Ok(descs)
 }

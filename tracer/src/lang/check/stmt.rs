@@ -36,7 +36,7 @@ fn agg_target(target: &ast::Expr) -> Option<(&str, &[ast::Expr])> {
     }
 }
 
-impl Checker {
+impl Checker<'_> {
     /// Declares what `stmt` assigns, if its types can be inferred with the declarations
     /// known so far. Errors are ignored here; the checking pass reports them.
     pub(crate) fn declare(&mut self, stmt: &ast::Stmt) {
@@ -230,7 +230,7 @@ impl Checker {
             }
             ast::ExprKind::SelfVar(name) => match self.decls.self_var(name) {
                 Some(i) => Ok((
-                    Place::SelfVar(i),
+                    Place::SelfVar(self.used_self(i)),
                     self.decls.self_vars[i].ty,
                     format!("self->{name}"),
                 )),
