@@ -93,6 +93,19 @@ pub struct Plan {
     pub events: Vec<Probe>,
 }
 
+impl Plan {
+    /// The program's probe descriptions as `provider:module:function:name` (for
+    /// [`crate::probes::named_exactly`]).
+    pub fn descriptions(&self) -> Vec<String> {
+        self.program
+            .clauses
+            .iter()
+            .flat_map(|c| c.descs.iter())
+            .map(|d| format!("{}:{}:{}:{}", d.provider, d.module, d.function, d.name))
+            .collect()
+    }
+}
+
 /// Compiles `spec` and resolves the probes it needs against the image's probe catalogue.
 pub fn plan(spec: &TraceSpec, all: &[Probe]) -> Result<Plan, TraceError> {
     let sources: Vec<Source> = spec
