@@ -216,3 +216,64 @@ fn fbt_sites_avoid_jump_labels_and_static_calls() {
         "the sample has functions with and without endbr64 ({with_endbr} with)"
     );
 }
+
+/// A probe named exactly on a jump-label site is refused before the guest runs, naming the
+/// site; a glob that matches it skips it with a note and arms the rest.
+#[test]
+fn probes_on_kernel_patch_sites_are_refused_or_skipped() {
+    let test = "linux_sites::probes_on_kernel_patch_sites_are_refused_or_skipped";
+    if !tests::kvm_or_skip(test) {
+        return;
+    }
+    let Some(path) = linux_guest_or_skip(test, "vmlinux") else {
+        return;
+    };
+    let image = std::fs::read(&path).expect("read vmlinux");
+    let k = Kallsyms::from_elf(&image).expect("kallsyms");
+    let file = object::File::parse(&*image).expect("vmlinux is ELF");
+    // `native_halt` (notrace) starts with `endbr64` and then a jump label, by the table.
+    let halt = symbol(&k, "native_halt");
+    let jumps = table_sites(
+        &file,
+        &image,
+        &k,
+        ("__start___jump_table", "__stop___jump_table"),
+        16,
+    );
+    assert!(jumps.contains(&(halt + 4)), "native_halt+4 is a jump label");
+
+    let kernel = path.to_str().expect("UTF-8 path");
+    let bound = std::time::Duration::from_secs(60);
+    let named = ["run", "--kernel", kernel, "--timeout", "5", "-n"];
+    let run = tests::run_hvtrace(
+        &[&named[..], &["fbt::native_halt:entry {}"]].concat(),
+        bound,
+    );
+    assert_eq!(
+        run.status,
+        Some(1),
+        "refused before the run: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "native_halt+0x4 overlaps the jump-label site at {:#x}",
+            halt + 4
+        )),
+        "{}",
+        run.stderr
+    );
+    let glob = ["fbt::native_ha*:entry { }"];
+    let run = tests::run_hvtrace(&[&named[..], &glob[..]].concat(), bound);
+    assert!(
+        run.stderr
+            .contains("1 of the probes matched are skipped: they would trap where the kernel"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("cannot place probe"),
+        "the glob's other probes are armed: {}",
+        run.stderr
+    );
+}

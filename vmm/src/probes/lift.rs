@@ -30,8 +30,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
 use tracer::symbols::{ElfSymbols, Function, SymbolSource};
-use tracer::traps::{decode_function, entry_site, GuestMemory, GuestText, Regs};
+
+use tracer::traps::{
+    decode_function, entry_site, DecodedFunction, GuestMemory, GuestText, Regs, TrapTable,
+};
 use vm_memory::GuestMemoryMmap;
 
 use super::{Armed, Hit, ProbeSet, ReportedStop, StopReason, STEP_STOP_BOUND};
@@ -247,22 +251,43 @@ impl ProbeSet {
     }
 
     /// Re-checks every lifted site against the live text and patches it again: (re-armed,
-    /// dropped with why).
+    /// dropped with why). Every site is checked before any is patched again, and through the
+    /// shadow, so no trap byte shows in a decode.
     fn rearm(&self, armed: &mut Armed, memory: &GuestMemoryMmap) -> (usize, Vec<(u64, String)>) {
         let mut text = self.view(memory, None);
         let thunks = self.thunks.get().cloned().unwrap_or_default();
+        let mut decoded: HashMap<u64, Result<DecodedFunction, String>> = HashMap::new();
+        let verdicts: Vec<(u64, Result<(), String>)> = armed
+            .traps
+            .addresses()
+            .into_iter()
+            .map(|addr| {
+                let Some(origin) = armed.origins.get(&addr) else {
+                    return (addr, Ok(()));
+                };
+                let f = &origin.function;
+                let d = decoded
+                    .entry(f.address)
+                    .or_insert_with(|| decode_live(f, &armed.traps, &text, &thunks));
+                (
+                    addr,
+                    d.as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|d| still_a_site(d, origin, addr)),
+                )
+            })
+            .collect();
         let mut rearmed = 0;
         let mut dropped = Vec::new();
-        for addr in armed.traps.addresses() {
-            if let Some(origin) = armed.origins.get(&addr) {
-                if let Err(why) = still_a_site(origin, addr, &text, &thunks) {
-                    dropped.push((addr, why));
-                    continue;
-                }
-            }
-            match armed.traps.repatch(addr, &mut text) {
+        for (addr, verdict) in verdicts {
+            match verdict.and_then(|()| {
+                armed
+                    .traps
+                    .repatch(addr, &mut text)
+                    .map_err(|e| e.to_string())
+            }) {
                 Ok(()) => rearmed += 1,
-                Err(e) => dropped.push((addr, e.to_string())),
+                Err(why) => dropped.push((addr, why)),
             }
         }
         (rearmed, dropped)
@@ -296,29 +321,33 @@ impl ProbeSet {
     }
 }
 
-/// Is `addr` still a trap site of `origin`'s function in the live `text`?
-fn still_a_site(
-    origin: &SiteOrigin,
-    addr: u64,
+/// Decodes `f` from the live `text` as if no trap were there.
+fn decode_live(
+    f: &Function,
+    traps: &TrapTable,
     text: &dyn GuestText,
     thunks: &[u64],
-) -> Result<(), String> {
-    let f = &origin.function;
+) -> Result<DecodedFunction, String> {
     let mut bytes = vec![0u8; usize::try_from(f.size).map_err(|e| e.to_string())?];
-    text.read(f.address, &mut bytes)
+    traps
+        .shadow_read(text, f.address, &mut bytes)
         .map_err(|e| format!("cannot read {}: {e}", f.name))?;
-    let decoded = decode_function(f, &bytes, thunks).map_err(|e| e.to_string())?;
-    if origin.is_return {
-        if decoded.return_sites().iter().any(|r| r.address == addr) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}+{:#x} is no longer a return",
-                f.name,
-                addr - f.address
-            ))
-        }
+    decode_function(f, &bytes, thunks).map_err(|e| e.to_string())
+}
+
+/// Is `addr` still a trap site of `origin` in its function as `decoded` now?
+fn still_a_site(decoded: &DecodedFunction, origin: &SiteOrigin, addr: u64) -> Result<(), String> {
+    if !origin.is_return {
+        return decoded.check_trap_site(addr).map_err(|e| e.to_string());
+    }
+    if decoded.return_sites().iter().any(|r| r.address == addr) {
+        Ok(())
     } else {
-        decoded.check_trap_site(addr).map_err(|e| e.to_string())
+        let f = &origin.function;
+        Err(format!(
+            "{}+{:#x} is no longer a return",
+            f.name,
+            addr - f.address
+        ))
     }
 }

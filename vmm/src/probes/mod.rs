@@ -452,7 +452,8 @@ impl ProbeSet {
         let placed = self.place(image, symbols, wanted, explicit)?;
         if let Some((probe, why)) = placed.skipped.first() {
             eprintln!(
-                "hvtrace: note: {} of the probes matched are skipped: they would trap where the                  kernel rewrites its text (the first: {probe}: {why})",
+                "hvtrace: note: {} of the probes matched are skipped: they would trap where \
+                 the kernel rewrites its text (the first: {probe}: {why})",
                 placed.skipped.len()
             );
         }
