@@ -21,7 +21,7 @@ use tests::linux::linux_guest_or_skip;
 use tests::{kvm_or_skip, run_hvtrace, temp_file};
 
 /// hvtrace's own limit on the run; the test's bound is a minute more.
-const TIMEOUT_S: u64 = 280;
+const TIMEOUT_S: u64 = 420;
 
 const PROGRAM: &str = r#"
 fbt::kmem_cache_alloc_noprof:entry { printf("alloc %d\n", phase); }

@@ -351,3 +351,6 @@ fn still_a_site(decoded: &DecodedFunction, origin: &SiteOrigin, addr: u64) -> Re
         ))
     }
 }
+
+#[cfg(test)]
+mod tests;
