@@ -81,6 +81,17 @@ fn enter(set: &ProbeSet, ram: &GuestMemoryMmap) -> Regs {
     regs
 }
 
+/// The lift breakpoint hits at `at`.
+fn breakpoint(set: &ProbeSet, ram: &GuestMemoryMmap, at: u64) -> Result<Hit, String> {
+    set.on_trap(
+        0,
+        TrapKind::HwBreakpoint(LIFT_DR as u8),
+        at,
+        &mut Regs::default(),
+        ram,
+    )
+}
+
 #[test]
 fn a_lift_hides_every_trap_and_the_return_rearms_over_the_new_bytes() {
     let ram = crate::layout::create_guest_memory(16 << 20).expect("RAM");
@@ -99,13 +110,7 @@ fn a_lift_hides_every_trap_and_the_return_rearms_over_the_new_bytes() {
     // The patcher turns the probed NOP into `call rel32`.
     ram.write_slice(&[0xe8, 1, 0, 0, 0], GuestAddress(PROBED + 4))
         .expect("guest write");
-    let hit = set.on_trap(
-        0,
-        TrapKind::HwBreakpoint(LIFT_DR as u8),
-        RET,
-        &mut Regs::default(),
-        &ram,
-    );
+    let hit = breakpoint(&set, &ram, RET);
     assert_eq!(hit, Ok(Hit::Lifted));
     assert_eq!(set.debug[0].get().hw_breakpoints[LIFT_DR], None);
     assert_eq!(
@@ -132,13 +137,7 @@ fn a_site_that_is_no_longer_an_instruction_is_dropped() {
         GuestAddress(PROBED),
     )
     .expect("guest write");
-    let hit = set.on_trap(
-        0,
-        TrapKind::HwBreakpoint(LIFT_DR as u8),
-        RET,
-        &mut Regs::default(),
-        &ram,
-    );
+    let hit = breakpoint(&set, &ram, RET);
     assert_eq!(hit, Ok(Hit::Lifted));
     assert_eq!(byte(&ram, PATCHER + 4), 0xf4, "the guard is back");
     assert_eq!(
@@ -160,13 +159,7 @@ fn a_breakpoint_elsewhere_is_not_a_return() {
     let ram = crate::layout::create_guest_memory(16 << 20).expect("RAM");
     let set = armed(&ram);
     enter(&set, &ram);
-    let hit = set.on_trap(
-        0,
-        TrapKind::HwBreakpoint(LIFT_DR as u8),
-        RET + 1,
-        &mut Regs::default(),
-        &ram,
-    );
+    let hit = breakpoint(&set, &ram, RET + 1);
     assert_eq!(hit, Ok(Hit::NotOurs));
     assert_eq!(byte(&ram, PROBED + 4), 0x0f, "still lifted");
 }
