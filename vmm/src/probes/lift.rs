@@ -252,31 +252,38 @@ impl ProbeSet {
 
     /// Re-checks every lifted site against the live text and patches it again: (re-armed,
     /// dropped with why). Every site is checked before any is patched again, and through the
-    /// shadow, so no trap byte shows in a decode.
+    /// shadow, so no trap byte shows in a decode. A function whose bytes are as at its site's
+    /// last check keeps that verdict without decoding it again (a lift may cover thousands of
+    /// probed functions, of which a patcher changes a few).
     fn rearm(&self, armed: &mut Armed, memory: &GuestMemoryMmap) -> (usize, Vec<(u64, String)>) {
         let mut text = self.view(memory, None);
         let thunks = self.thunks.get().cloned().unwrap_or_default();
-        let mut decoded: HashMap<u64, Result<DecodedFunction, String>> = HashMap::new();
-        let verdicts: Vec<(u64, Result<(), String>)> = armed
-            .traps
-            .addresses()
-            .into_iter()
-            .map(|addr| {
-                let Some(origin) = armed.origins.get(&addr) else {
-                    return (addr, Ok(()));
-                };
-                let f = &origin.function;
-                let d = decoded
-                    .entry(f.address)
-                    .or_insert_with(|| decode_live(f, &armed.traps, &text, &thunks));
-                (
-                    addr,
-                    d.as_ref()
-                        .map_err(Clone::clone)
-                        .and_then(|d| still_a_site(d, origin, addr)),
-                )
-            })
-            .collect();
+        // Per function this round: the hash of its live bytes, and its decode once needed.
+        let mut live: HashMap<u64, LiveFunction> = HashMap::new();
+        let mut verdicts: Vec<(u64, Result<(), String>)> = Vec::new();
+        for addr in armed.traps.addresses() {
+            let Some(origin) = armed.origins.get(&addr) else {
+                verdicts.push((addr, Ok(())));
+                continue;
+            };
+            let f = &origin.function;
+            let now = live
+                .entry(f.address)
+                .or_insert_with(|| LiveFunction::read(f, &armed.traps, &text));
+            let verdict = match (armed.checked.get(&addr), now.hash) {
+                (Some((hash, verdict)), Some(h)) if *hash == h => verdict.clone(),
+                _ => {
+                    let verdict = now
+                        .decoded(f, &thunks)
+                        .and_then(|d| still_a_site(d, origin, addr));
+                    if let Some(h) = now.hash {
+                        armed.checked.insert(addr, (h, verdict.clone()));
+                    }
+                    verdict
+                }
+            };
+            verdicts.push((addr, verdict));
+        }
         let mut rearmed = 0;
         let mut dropped = Vec::new();
         for (addr, verdict) in verdicts {
@@ -321,18 +328,52 @@ impl ProbeSet {
     }
 }
 
-/// Decodes `f` from the live `text` as if no trap were there.
-fn decode_live(
-    f: &Function,
-    traps: &TrapTable,
-    text: &dyn GuestText,
-    thunks: &[u64],
-) -> Result<DecodedFunction, String> {
-    let mut bytes = vec![0u8; usize::try_from(f.size).map_err(|e| e.to_string())?];
-    traps
-        .shadow_read(text, f.address, &mut bytes)
-        .map_err(|e| format!("cannot read {}: {e}", f.name))?;
-    decode_function(f, &bytes, thunks).map_err(|e| e.to_string())
+/// One probed function's live bytes during a re-arm (read as if no trap were there).
+struct LiveFunction {
+    /// The bytes, or why they could not be read.
+    bytes: Result<Vec<u8>, String>,
+    /// Their hash (`None` when unreadable).
+    hash: Option<u64>,
+    /// The decode, once asked for.
+    decoded: Option<Result<DecodedFunction, String>>,
+}
+
+impl LiveFunction {
+    /// Reads `f` from `text` through the shadow of `traps`.
+    fn read(f: &Function, traps: &TrapTable, text: &dyn GuestText) -> Self {
+        let bytes = usize::try_from(f.size)
+            .map_err(|e| e.to_string())
+            .and_then(|size| {
+                let mut bytes = vec![0u8; size];
+                traps
+                    .shadow_read(text, f.address, &mut bytes)
+                    .map_err(|e| format!("cannot read {}: {e}", f.name))?;
+                Ok(bytes)
+            });
+        let hash = bytes.as_ref().ok().map(|b| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            b.hash(&mut h);
+            h.finish()
+        });
+        Self {
+            bytes,
+            hash,
+            decoded: None,
+        }
+    }
+
+    /// The function decoded from these bytes (decoded once).
+    fn decoded(&mut self, f: &Function, thunks: &[u64]) -> Result<&DecodedFunction, String> {
+        let bytes = &self.bytes;
+        self.decoded
+            .get_or_insert_with(|| {
+                let bytes = bytes.as_ref().map_err(Clone::clone)?;
+                decode_function(f, bytes, thunks).map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// Is `addr` still a trap site of `origin` in its function as `decoded` now?

@@ -197,6 +197,9 @@ struct Armed {
     lifts: Vec<Option<Lift>>,
     /// Lifts so far.
     lift_stats: LiftStats,
+    /// Per site: the hash of its function's bytes when last re-checked after a lift, and the
+    /// verdict then.
+    checked: HashMap<u64, (u64, Result<(), String>)>,
 }
 
 /// A single step in progress on one vCPU: the trap's site and kind, and the stop of the
@@ -541,6 +544,7 @@ impl ProbeSet {
                 match armed.traps.disarm(site, &mut text) {
                     Ok(tracer::traps::Disarmed::Removed(_)) => {
                         armed.origins.remove(&site);
+                        armed.checked.remove(&site);
                         restored += 1;
                     }
                     Ok(_) => {}
@@ -885,6 +889,7 @@ impl ProbeSet {
         armed.by_site.clear();
         armed.guards.clear();
         armed.origins.clear();
+        armed.checked.clear();
     }
 
     /// (probe, total hits) for every armed probe.

@@ -81,6 +81,11 @@ fn enter(set: &ProbeSet, ram: &GuestMemoryMmap) -> Regs {
     regs
 }
 
+/// Is the trap at `site` in guest text now?
+fn patched(set: &ProbeSet, site: u64) -> bool {
+    set.lock().traps.get(site).is_some_and(|t| t.is_patched())
+}
+
 /// The lift breakpoint hits at `at`.
 fn breakpoint(set: &ProbeSet, ram: &GuestMemoryMmap, at: u64) -> Result<Hit, String> {
     set.on_trap(
@@ -146,12 +151,21 @@ fn a_site_that_is_no_longer_an_instruction_is_dropped() {
         "the dropped site is left as the guest wrote it"
     );
     assert_eq!(set.lift_stats().dropped, 1);
-    assert!(!set
-        .lock()
-        .traps
-        .get(PROBED + 4)
-        .expect("known")
-        .is_patched());
+    assert!(!patched(&set, PROBED + 4));
+    // A second lift that changes nothing keeps the verdict (from the unchanged bytes).
+    enter(&set, &ram);
+    assert_eq!(breakpoint(&set, &ram, RET), Ok(Hit::Lifted));
+    assert_eq!(set.lift_stats().dropped, 2);
+    assert_eq!(byte(&ram, PATCHER + 4), 0xf4);
+    assert_eq!(byte(&ram, PROBED + 4), 0x8d);
+    // The kernel puts the NOP back: the site comes back with it.
+    enter(&set, &ram);
+    ram.write_slice(&CODE, GuestAddress(PROBED))
+        .expect("guest write");
+    assert_eq!(breakpoint(&set, &ram, RET), Ok(Hit::Lifted));
+    assert_eq!(byte(&ram, PROBED + 4), 0xf4);
+    assert_eq!(set.lift_stats().dropped, 2);
+    assert!(patched(&set, PROBED + 4));
 }
 
 #[test]
