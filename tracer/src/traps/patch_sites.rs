@@ -88,6 +88,8 @@ pub enum PatchSitesError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelPatchSites {
     sites: Vec<PatchSite>,
+    /// The sites longer than [`PATCH_LEN`] (the trampoline text), also in `sites`.
+    long: Vec<PatchSite>,
 }
 
 impl KernelPatchSites {
@@ -100,7 +102,12 @@ impl KernelPatchSites {
     pub fn from_sites(mut sites: Vec<PatchSite>) -> Self {
         sites.sort_by_key(|s| (s.start, s.end));
         sites.dedup();
-        Self { sites }
+        let long = sites
+            .iter()
+            .filter(|s| s.end.saturating_sub(s.start) > PATCH_LEN)
+            .copied()
+            .collect();
+        Self { sites, long }
     }
 
     /// Reads the sites of `image`, whose symbols are `symbols`.
@@ -181,13 +188,8 @@ impl KernelPatchSites {
             .iter()
             .take_while(|s| s.start < end)
             .find(|s| s.end > addr);
-        near.or_else(|| {
-            self.sites
-                .iter()
-                .filter(|s| s.kind == PatchKind::StaticCallTrampoline)
-                .find(|s| s.start < end && s.end > addr)
-        })
-        .copied()
+        near.or_else(|| self.long.iter().find(|s| s.start < end && s.end > addr))
+            .copied()
     }
 }
 
@@ -243,13 +245,11 @@ mod tests {
 
     #[test]
     fn conflict_finds_overlaps_only() {
-        let sites = KernelPatchSites {
-            sites: vec![
-                site(0x100, 0x105, PatchKind::JumpLabel),
-                site(0x200, 0x205, PatchKind::StaticCall),
-                site(0x1000, 0x1100, PatchKind::StaticCallTrampoline),
-            ],
-        };
+        let sites = KernelPatchSites::from_sites(vec![
+            site(0x100, 0x105, PatchKind::JumpLabel),
+            site(0x200, 0x205, PatchKind::StaticCall),
+            site(0x1000, 0x1100, PatchKind::StaticCallTrampoline),
+        ]);
         assert_eq!(sites.conflict(0x0fb, 5), None, "ends right before");
         assert_eq!(
             sites.conflict(0x0fc, 5).map(|s| s.kind),
