@@ -388,7 +388,7 @@ fn trap_action(
     let mut r = regs_from_kvm(regs);
     let action = match probes.on_trap(cpu, kind, exit_addr, &mut r, memory)? {
         Hit::NotOurs => return Ok(None),
-        Hit::Emulated | Hit::Retry => HltAction::Resume,
+        Hit::Emulated | Hit::Retry | Hit::Lifted => HltAction::Resume,
         Hit::SingleStep => HltAction::SingleStep,
     };
     regs_to_kvm(&r, regs);

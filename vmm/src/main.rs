@@ -180,6 +180,7 @@ fn print_trap_strategy(irqchip: vmm::IrqChipMode) {
 fn run(args: RunArgs) -> Result<ExitCode> {
     if args.verbose {
         print_trap_strategy(args.irqchip);
+        vmm::probes::report_lifts(true);
     }
     let config = VmConfig {
         image: image(args.g.guest.as_deref(), args.g.kernel.as_deref())?,

@@ -31,7 +31,7 @@ use crate::layout::create_guest_memory;
 use crate::loader::{load_image, BootProtocol, LoadedImage, Module};
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
-use crate::probes::{AddressMap, HitHook, ProbeError, ProbeSet};
+use crate::probes::{named_exactly, AddressMap, HitHook, ProbeError, ProbeSet};
 use crate::timeline::{ApicFanOut, Timeline};
 use crate::trace::{
     plan, GuestPaging, LocalSink, Sessions, TraceSpec, TraceTarget, Tracing, VcpuAccess,
@@ -251,12 +251,15 @@ impl Vm {
                     &symbols,
                     &memory,
                     &raw,
+                    &named_exactly(config.probes.iter().map(String::as_str)),
                     None,
                 )?;
             }
             let tracing = match (planned, &config.trace) {
                 (Some(plan), Some(spec)) => {
                     let fbt = plan.fbt.clone();
+                    let descriptions = plan.descriptions();
+                    let explicit = named_exactly(descriptions.iter().map(String::as_str));
                     let sink = LocalSink::for_spec(spec)?;
                     let tracing = Tracing::new(spec, plan, &all, &target, Box::new(sink));
                     if let Some(Ok(choice)) = &choice {
@@ -265,7 +268,15 @@ impl Vm {
                     let id = probes.new_session();
                     if !fbt.is_empty() {
                         let hook: Arc<dyn HitHook> = tracing.clone();
-                        probes.arm(id, &config.image.bytes, &symbols, &memory, &fbt, Some(hook))?;
+                        probes.arm(
+                            id,
+                            &config.image.bytes,
+                            &symbols,
+                            &memory,
+                            &fbt,
+                            &explicit,
+                            Some(hook),
+                        )?;
                     }
                     sessions.add(id, Arc::clone(&tracing));
                     Some(tracing)

@@ -59,7 +59,21 @@ struct TextSection {
 pub struct ElfSymbols {
     table: SymbolTable,
     text: Vec<TextSection>,
+    /// Addresses of the section-boundary symbols of [`MARKERS`] the image has.
+    markers: Vec<(&'static str, u64)>,
 }
+
+/// Linker-defined symbols that bound tables the kernel keeps in its data (no section of
+/// their own in a `vmlinux`): the jump-label table, the static-call sites and the
+/// static-call trampolines. Kept from kallsyms (or `.symtab`) for [`ElfSymbols::marker`].
+pub const MARKERS: [&str; 6] = [
+    "__start___jump_table",
+    "__stop___jump_table",
+    "__start_static_call_sites",
+    "__stop_static_call_sites",
+    "__static_call_text_start",
+    "__static_call_text_end",
+];
 
 impl ElfSymbols {
     /// Reads the functions of `image`, module name [`KERNEL_MODULE`].
@@ -73,7 +87,15 @@ impl ElfSymbols {
         let symtab = file.symbol_table().ok_or(SymbolError::NoSymbolTable)?;
 
         let mut functions = Vec::new();
+        let mut markers = Vec::new();
         for sym in symtab.symbols() {
+            if let Some(m) = sym
+                .name()
+                .ok()
+                .and_then(|n| MARKERS.iter().find(|m| **m == n))
+            {
+                markers.push((*m, sym.address()));
+            }
             if sym.size() == 0 {
                 continue;
             }
@@ -106,6 +128,7 @@ impl ElfSymbols {
         Ok(Self {
             table: SymbolTable::new(functions),
             text: text_sections(&file),
+            markers,
         })
     }
 
@@ -120,9 +143,14 @@ impl ElfSymbols {
             .iter()
             .map(|s| s.address..s.address.saturating_add(s.size))
             .collect();
+        let markers = MARKERS
+            .iter()
+            .filter_map(|m| Some((*m, kallsyms.by_name(m).first()?.address)))
+            .collect();
         Ok(Self {
             table: SymbolTable::new(kallsyms.functions(&ranges, KERNEL_MODULE)),
             text,
+            markers,
         })
     }
 
@@ -154,6 +182,14 @@ impl ElfSymbols {
         let start = section.file_offset.checked_add(address - section.address)?;
         let end = start.checked_add(len)?;
         image.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?)
+    }
+
+    /// The address of the boundary symbol `name` (one of [`MARKERS`]), if the image has it.
+    pub fn marker(&self, name: &str) -> Option<u64> {
+        self.markers
+            .iter()
+            .find(|(m, _)| *m == name)
+            .map(|&(_, a)| a)
     }
 
     /// The index behind this source.

@@ -13,7 +13,7 @@ mod elf;
 mod glob;
 pub mod kallsyms;
 
-pub use elf::{ElfSymbols, SymbolError, KERNEL_MODULE};
+pub use elf::{ElfSymbols, SymbolError, KERNEL_MODULE, MARKERS};
 pub use glob::{glob_match, is_glob};
 
 /// One function of the guest: a named, sized range of guest-virtual addresses.

@@ -118,6 +118,31 @@ impl TrapTable {
         failed
     }
 
+    /// Takes every trap out of guest text (original bytes back) but keeps the sites and their
+    /// references, so that [`TrapTable::repatch`] can put them back: the guest patches its own
+    /// text in between. Returns the sites whose text could not be restored.
+    pub fn lift_all(&mut self, text: &mut dyn GuestText) -> Vec<(u64, TrapError)> {
+        let mut failed = Vec::new();
+        for site in self.sites.values_mut() {
+            if let Err(e) = site.trap.unpatch(text) {
+                failed.push((site.trap.addr, e));
+            }
+        }
+        failed
+    }
+
+    /// Patches the (lifted) trap at `addr` again, taking the bytes now in guest text as its
+    /// new original bytes. A no-op for a site that is patched already.
+    pub fn repatch(&mut self, addr: u64, text: &mut dyn GuestText) -> Result<(), TrapError> {
+        let site = self.sites.get_mut(&addr).ok_or(TrapError::NoTrap(addr))?;
+        site.trap.patch(text)
+    }
+
+    /// Addresses of every site, ascending.
+    pub fn addresses(&self) -> Vec<u64> {
+        self.sites.keys().copied().collect()
+    }
+
     /// The trap at `addr`, if any.
     pub fn get(&self, addr: u64) -> Option<&Trap> {
         self.sites.get(&addr).map(|s| &s.trap)

@@ -98,6 +98,8 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
         return Err(none.to_string());
     }
     let fbt = plan.fbt.clone();
+    let descriptions = plan.descriptions();
+    let explicit = crate::probes::named_exactly(descriptions.iter().map(String::as_str));
     let tracing = Tracing::new(
         &spec,
         plan,
@@ -118,6 +120,7 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
                 &ctx.target.symbols,
                 &ctx.target.memory,
                 &fbt,
+                &explicit,
                 Some(hook),
             )
             .map_err(|e| e.to_string())?;

@@ -9,7 +9,14 @@
 //! emulates, the hit stops every other vCPU, puts the original byte back (or lifts the
 //! breakpoint), single-steps that one instruction, re-arms the trap and resumes the others
 //! (two exits instead of one).
+//!
+//! Placement: entry probes trap on the ftrace site after `endbr64` where a function starts
+//! with one, return probes on the return sites ([`tracer::traps::sites`]); a site the
+//! kernel rewrites at run time (jump labels, static calls: [`KernelPatchSites`]) is refused
+//! for a probe named exactly and skipped with a note for a glob. While the kernel patches its
+//! own text, every trap is lifted ([`lift`]).
 
+mod lift;
 mod memory;
 mod regs;
 mod sync_events;
@@ -21,12 +28,17 @@ use std::time::Duration;
 
 use tracer::probes::Probe;
 use tracer::symbols::{ElfSymbols, SymbolSource};
-use tracer::traps::{decode_function, emulate, Emulation, GuestText, Regs, TrapKind, TrapTable};
+use tracer::traps::{
+    check_sites, decode_function, emulate, fbt_sites, Emulation, GuestText, KernelPatchSites, Regs,
+    SiteConflict, TrapKind, TrapTable,
+};
 use vcpu::GuestDebug;
 use vm_memory::GuestMemoryMmap;
 
 use crate::host_traps::TrapStrategy;
 use crate::trace::{GuestPaging, Translation};
+pub use lift::{report_lifts, LiftStats, LIFT_DR, PATCHERS};
+use lift::{Lift, SiteOrigin};
 pub use memory::AddressMap;
 use memory::{DryRun, ProbeMemory};
 pub use regs::{regs_from_kvm, regs_to_kvm};
@@ -66,6 +78,17 @@ pub enum ProbeError {
     /// The vCPUs did not stop for a run-time patch.
     #[error("cannot stop the vCPUs to patch guest text: {0}")]
     Stop(String),
+    /// A probe named exactly would trap where the kernel rewrites its text.
+    #[error("cannot place probe {probe}: {conflict}")]
+    KernelPatchSite {
+        /// The probe.
+        probe: String,
+        /// Which site, and whose.
+        conflict: SiteConflict,
+    },
+    /// The kernel's jump-label or static-call tables could not be read.
+    #[error("cannot read where the kernel patches its text: {0}")]
+    PatchSites(#[from] tracer::traps::PatchSitesError),
     /// Writing the trap failed.
     #[error("cannot arm the trap at {site:#x}: {why}")]
     Arm {
@@ -74,6 +97,24 @@ pub enum ProbeError {
         /// Why.
         why: String,
     },
+}
+
+/// The `explicit` rule of [`ProbeSet::arm`]: a probe is named exactly when one of
+/// `patterns` (`provider:module:function:name`, fewer fields binding to the right) names its
+/// function without a glob.
+pub fn named_exactly<'a>(
+    patterns: impl IntoIterator<Item = &'a str>,
+) -> impl Fn(&Probe) -> bool + 'static {
+    let exact: std::collections::HashSet<String> = patterns
+        .into_iter()
+        .filter_map(|p| {
+            let fields: Vec<&str> = p.split(':').collect();
+            let function = fields.len().checked_sub(2).map(|i| fields[i])?;
+            (!function.is_empty() && !tracer::symbols::is_glob(function))
+                .then(|| function.to_owned())
+        })
+        .collect();
+    move |probe: &Probe| exact.contains(&probe.function)
 }
 
 /// An armed probe and its hit counts.
@@ -116,6 +157,9 @@ pub enum Hit {
     /// Another vCPU is single-stepping: RIP was set back to the trap, so this vCPU takes the
     /// hit again after that step (nothing was counted yet).
     Retry,
+    /// The kernel entered or left one of its text patchers: the traps were lifted or
+    /// re-armed ([`lift`]) and the vCPU resumes with the original instruction.
+    Lifted,
 }
 
 /// How long a probe hit waits for the other vCPUs to stop before a single step.
@@ -145,6 +189,17 @@ struct Armed {
     by_site: HashMap<u64, Vec<SiteUser>>,
     /// Every armed probe, by session, in arming order.
     sessions: Vec<(SessionId, Vec<Arc<ArmedProbe>>)>,
+    /// Hidden guard traps on the kernel's text patchers: site -> patcher.
+    guards: HashMap<u64, &'static str>,
+    /// Where each site lies, to re-check it after the kernel patched its text.
+    origins: HashMap<u64, SiteOrigin>,
+    /// Per vCPU: the patcher it is in, while the traps are lifted.
+    lifts: Vec<Option<Lift>>,
+    /// Lifts so far.
+    lift_stats: LiftStats,
+    /// Per site: the hash of its function's bytes when last re-checked after a lift, and the
+    /// verdict then.
+    checked: HashMap<u64, (u64, Result<(), String>)>,
 }
 
 /// A single step in progress on one vCPU: the trap's site and kind, and the stop of the
@@ -175,6 +230,12 @@ pub struct ProbeSet {
     map: AddressMap,
     /// Each vCPU's translation at its trap exits, for the stack of emulated instructions.
     paging: OnceLock<Arc<GuestPaging>>,
+    /// The image's return thunks (set by the first arming).
+    thunks: OnceLock<Vec<u64>>,
+    /// Where the kernel rewrites its text (read by the first arming).
+    patch_sites: OnceLock<KernelPatchSites>,
+    /// Whether the guard traps of [`lift`] have been placed.
+    guarded: std::sync::atomic::AtomicBool,
 }
 
 /// Called for every probe that fires at a trap, before the displaced instruction runs.
@@ -187,6 +248,10 @@ pub trait HitHook: Send + Sync {
 /// The probes one session wants, decoded and ready to patch.
 struct Placed {
     probes: Vec<Arc<ArmedProbe>>,
+    /// Each site's function, for re-checking it after a lift.
+    origins: Vec<(u64, SiteOrigin)>,
+    /// Probes left out because a site is one the kernel rewrites (globs only).
+    skipped: Vec<(Probe, SiteConflict)>,
 }
 
 impl ProbeSet {
@@ -199,7 +264,10 @@ impl ProbeSet {
             }
         }
         ProbeSet {
-            armed: Mutex::new(Armed::default()),
+            armed: Mutex::new(Armed {
+                lifts: (0..cpus).map(|_| None).collect(),
+                ..Armed::default()
+            }),
             cpus,
             strategy,
             debug,
@@ -211,7 +279,22 @@ impl ProbeSet {
             timeline: OnceLock::new(),
             map: AddressMap::default(),
             paging: OnceLock::new(),
+            thunks: OnceLock::new(),
+            patch_sites: OnceLock::new(),
+            guarded: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The armed state, even after a panic elsewhere poisoned the lock.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Armed> {
+        self.armed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the one-at-a-time token for single steps and lifts; false if another vCPU has it.
+    fn take_step_token(&self, cpu: usize) -> bool {
+        self.step_owner
+            .compare_exchange(0, cpu + 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// This set with the image's text found through `map` (identity by default).
@@ -275,14 +358,25 @@ impl ProbeSet {
     }
 
     /// Decodes where each of `wanted` (fbt probes of `image`, whose functions are
-    /// `symbols`) traps, in order, each probe once.
+    /// `symbols`) traps, in order, each probe once. A probe whose site the kernel rewrites is
+    /// an error where `explicit` says it was named exactly, else skipped.
     fn place(
         &self,
         image: &[u8],
         symbols: &ElfSymbols,
         wanted: &[Probe],
+        explicit: &dyn Fn(&Probe) -> bool,
     ) -> Result<Placed, ProbeError> {
-        let thunks = symbols.return_thunks();
+        let thunks = self.thunks.get_or_init(|| symbols.return_thunks()).clone();
+        let patch_sites = match self.patch_sites.get() {
+            Some(p) => p,
+            None => {
+                let read = KernelPatchSites::from_image(image, symbols)?;
+                self.patch_sites.get_or_init(|| read)
+            }
+        };
+        let mut origins = Vec::new();
+        let mut skipped = Vec::new();
         let mut probes: Vec<Arc<ArmedProbe>> = Vec::new();
         let mut seen: std::collections::HashSet<&Probe> = Default::default();
         for probe in wanted {
@@ -304,11 +398,28 @@ impl ProbeSet {
                 .ok_or_else(|| placement("function bytes not in the image".into()))?;
             let decoded =
                 decode_function(f, bytes, &thunks).map_err(|e| placement(e.to_string()))?;
-            let sites: Vec<u64> = if probe.name == "entry" {
-                vec![f.address]
-            } else {
-                decoded.return_sites().iter().map(|r| r.address).collect()
-            };
+            let sites = fbt_sites(&probe.name, &decoded, bytes);
+            if let Err(conflict) = check_sites(&decoded, &sites, patch_sites) {
+                if explicit(probe) {
+                    return Err(ProbeError::KernelPatchSite {
+                        probe: probe.to_string(),
+                        conflict,
+                    });
+                }
+                skipped.push((probe.clone(), conflict));
+                continue;
+            }
+            let is_return = probe.name != "entry";
+            origins.extend(sites.iter().map(|&site| {
+                let function = f.clone();
+                (
+                    site,
+                    SiteOrigin {
+                        function,
+                        is_return,
+                    },
+                )
+            }));
             probes.push(Arc::new(ArmedProbe {
                 probe: probe.clone(),
                 name: probe.to_string().into(),
@@ -316,14 +427,21 @@ impl ProbeSet {
                 hits: (0..self.cpus).map(|_| AtomicU64::new(0)).collect(),
             }));
         }
-        Ok(Placed { probes })
+        Ok(Placed {
+            probes,
+            origins,
+            skipped,
+        })
     }
 
     /// Arms `wanted` (fbt probes of `image`, whose functions are `symbols`) in `memory` as
     /// session `session`, with `hook` called on each hit. Once the vCPUs exist
     /// ([`ProbeSet::set_world`]) they are stopped while the traps are written. On an error
     /// nothing of this session stays armed. Returns the armed probes in the order hooks see
-    /// their indices (`wanted` without repeats).
+    /// their indices (`wanted` without repeats). A probe whose site the kernel rewrites
+    /// (jump label, static call) is refused where `explicit` says it was named exactly, and
+    /// skipped with a note otherwise (a glob).
+    #[allow(clippy::too_many_arguments)]
     pub fn arm(
         &self,
         session: SessionId,
@@ -331,11 +449,20 @@ impl ProbeSet {
         symbols: &ElfSymbols,
         memory: &GuestMemoryMmap,
         wanted: &[Probe],
+        explicit: &dyn Fn(&Probe) -> bool,
         hook: Option<Arc<dyn HitHook>>,
     ) -> Result<Vec<Probe>, ProbeError> {
-        let placed = self.place(image, symbols, wanted)?;
+        let placed = self.place(image, symbols, wanted, explicit)?;
+        if let Some((probe, why)) = placed.skipped.first() {
+            eprintln!(
+                "hvtrace: note: {} of the probes matched are skipped: they would trap where \
+                 the kernel rewrites its text (the first: {probe}: {why})",
+                placed.skipped.len()
+            );
+        }
         let _stopped = self.stop_world()?;
-        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        let mut armed = self.lock();
+        self.arm_guards(&mut armed, image, symbols, memory);
         if let Some(max) = self.strategy.max_sites() {
             let mut sites: Vec<u64> = armed.by_site.keys().copied().collect();
             sites.extend(placed.probes.iter().flat_map(|p| p.sites.iter().copied()));
@@ -382,6 +509,15 @@ impl ProbeSet {
             }
         }
         self.publish_breakpoints(&armed.traps);
+        for (site, origin) in placed.origins {
+            armed.origins.entry(site).or_insert(origin);
+        }
+        if armed.lifts.iter().any(Option::is_some) {
+            // The kernel is patching its text: the new traps wait for the re-arm too.
+            for (site, e) in armed.traps.lift_all(&mut text) {
+                eprintln!("hvtrace: cannot lift the new trap at {site:#x}: {e}");
+            }
+        }
         let list: Vec<Probe> = placed.probes.iter().map(|p| p.probe.clone()).collect();
         armed.sessions.push((session, placed.probes));
         Ok(list)
@@ -406,7 +542,11 @@ impl ProbeSet {
         for p in &probes {
             for &site in &p.sites {
                 match armed.traps.disarm(site, &mut text) {
-                    Ok(tracer::traps::Disarmed::Removed(_)) => restored += 1,
+                    Ok(tracer::traps::Disarmed::Removed(_)) => {
+                        armed.origins.remove(&site);
+                        armed.checked.remove(&site);
+                        restored += 1;
+                    }
                     Ok(_) => {}
                     Err(e) => failed = Some((site, e.to_string())),
                 }
@@ -422,6 +562,41 @@ impl ProbeSet {
         match failed {
             Some((site, why)) => Err(ProbeError::Arm { site, why }),
             None => Ok(restored),
+        }
+    }
+
+    /// Places the hidden guard traps of [`lift`] on the kernel's text patchers, once, where
+    /// traps patch text (not hardware breakpoints) and the image patches itself (it has
+    /// jump-label or static-call sites). A guard that cannot go in is reported and left out.
+    fn arm_guards(
+        &self,
+        armed: &mut Armed,
+        image: &[u8],
+        symbols: &ElfSymbols,
+        memory: &GuestMemoryMmap,
+    ) {
+        let patches = self.strategy != TrapStrategy::HwBreakpoints
+            && self
+                .patch_sites
+                .get()
+                .is_some_and(|p| !p.sites().is_empty());
+        if !patches || self.guarded.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut text = self.view(memory, None);
+        for (site, guard, function) in lift::guard_sites(image, symbols) {
+            if let Err(e) = armed
+                .traps
+                .arm(site, self.new_trap_kind(&armed.traps), &mut text)
+            {
+                eprintln!("hvtrace: warning: no guard on {guard} ({site:#x}): {e}");
+                continue;
+            }
+            armed.guards.insert(site, guard);
+            armed.origins.entry(site).or_insert(SiteOrigin {
+                function,
+                is_return: false,
+            });
         }
     }
 
@@ -452,12 +627,10 @@ impl ProbeSet {
         }
     }
 
-    /// The breakpoints `cpu` must have KVM enforce (`None` under the `hlt` strategy).
+    /// The breakpoints `cpu` must have KVM enforce: the probes' under the `int3` and hardware
+    /// strategies, and under every strategy the breakpoint that ends a lift ([`lift`]).
     pub fn guest_debug(&self, cpu: usize) -> Option<&GuestDebug> {
-        match self.strategy {
-            TrapStrategy::Hlt => None,
-            TrapStrategy::Int3 | TrapStrategy::HwBreakpoints => self.debug.get(cpu),
-        }
+        self.debug.get(cpu)
     }
 
     /// How this set's probes trap.
@@ -529,7 +702,12 @@ impl ProbeSet {
         regs: &mut Regs,
         memory: &GuestMemoryMmap,
     ) -> Result<Hit, String> {
-        let armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        if kind == TrapKind::HwBreakpoint(LIFT_DR as u8) {
+            if let Some(hit) = self.lift_return(cpu, exit_addr, memory)? {
+                return Ok(hit);
+            }
+        }
+        let armed = self.lock();
         let Some(trap) = armed.traps.hit(kind, exit_addr) else {
             drop(armed);
             return Ok(match kind {
@@ -539,6 +717,17 @@ impl ProbeSet {
         };
         let site = trap.addr;
         let kind = trap.kind;
+        if let Some(&guard) = armed.guards.get(&site) {
+            if !self.take_step_token(cpu) {
+                regs.rip = site;
+                return Ok(Hit::Retry);
+            }
+            self.fire(&armed, cpu, site, regs);
+            drop(armed);
+            let result = self.lift(cpu, site, guard, regs, memory);
+            self.step_owner.store(0, Ordering::SeqCst);
+            return result;
+        }
         let mut original = [0u8; 16];
         armed
             .traps
@@ -555,33 +744,11 @@ impl ProbeSet {
             ),
             Emulation::NeedsSingleStep(_)
         );
-        if needs_step
-            && self
-                .step_owner
-                .compare_exchange(0, cpu + 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_err()
-        {
+        if needs_step && !self.take_step_token(cpu) {
             regs.rip = site;
             return Ok(Hit::Retry);
         }
-        if let Some(users) = armed.by_site.get(&site) {
-            // Registers as at the trap: RIP on the probed instruction.
-            let at_trap = Regs { rip: site, ..*regs };
-            for u in users {
-                if let Some(h) = u.probe.hits.get(cpu) {
-                    h.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Some(t) = self.timeline.get() {
-                    t.record(
-                        cpu,
-                        crate::timeline::EventKind::Probe(Arc::clone(&u.probe.name)),
-                    );
-                }
-                if let Some(hook) = &u.hook {
-                    hook.hit(cpu, u.index, &u.probe.probe, site, &at_trap);
-                }
-            }
-        }
+        self.fire(&armed, cpu, site, regs);
         if !needs_step {
             if let Emulation::Emulated(after) =
                 emulate(&original, site, regs, &mut self.view(memory, Some(cpu)))
@@ -602,6 +769,29 @@ impl ProbeSet {
             Err(e) => {
                 self.step_owner.store(0, Ordering::SeqCst);
                 Err(e)
+            }
+        }
+    }
+
+    /// Counts and runs every probe at `site` for a hit on `cpu` with `regs`.
+    fn fire(&self, armed: &Armed, cpu: usize, site: u64, regs: &Regs) {
+        let Some(users) = armed.by_site.get(&site) else {
+            return;
+        };
+        // Registers as at the trap: RIP on the probed instruction.
+        let at_trap = Regs { rip: site, ..*regs };
+        for u in users {
+            if let Some(h) = u.probe.hits.get(cpu) {
+                h.fetch_add(1, Ordering::Relaxed);
+            }
+            if let Some(t) = self.timeline.get() {
+                t.record(
+                    cpu,
+                    crate::timeline::EventKind::Probe(Arc::clone(&u.probe.name)),
+                );
+            }
+            if let Some(hook) = &u.hook {
+                hook.hit(cpu, u.index, &u.probe.probe, site, &at_trap);
             }
         }
     }
@@ -697,6 +887,9 @@ impl ProbeSet {
             eprintln!("hvtrace: could not restore the guest text at {site:#x}: {e}");
         }
         armed.by_site.clear();
+        armed.guards.clear();
+        armed.origins.clear();
+        armed.checked.clear();
     }
 
     /// (probe, total hits) for every armed probe.

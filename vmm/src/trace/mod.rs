@@ -101,6 +101,19 @@ pub struct Plan {
     pub events: Vec<Probe>,
 }
 
+impl Plan {
+    /// The program's probe descriptions as `provider:module:function:name` (for
+    /// [`crate::probes::named_exactly`]).
+    pub fn descriptions(&self) -> Vec<String> {
+        self.program
+            .clauses
+            .iter()
+            .flat_map(|c| c.descs.iter())
+            .map(|d| format!("{}:{}:{}:{}", d.provider, d.module, d.function, d.name))
+            .collect()
+    }
+}
+
 /// Compiles `spec` against the image's probe catalogue and kernel types (see
 /// [`kernel_types`]) and resolves the probes it needs.
 pub fn plan(

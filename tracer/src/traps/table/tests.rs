@@ -74,6 +74,40 @@ fn patch_and_unpatch_one_site() {
 }
 
 #[test]
+fn lifted_traps_come_back_over_what_the_guest_wrote_meanwhile() {
+    let mut text = FakeText::new(BASE, CODE);
+    let mut table = TrapTable::new();
+    table.arm(BASE, TrapKind::Hlt, &mut text).expect("arm");
+    table.arm(BASE + 4, TrapKind::Hlt, &mut text).expect("arm");
+    table
+        .arm(BASE + 4, TrapKind::Hlt, &mut text)
+        .expect("shared");
+    assert!(table.lift_all(&mut text).is_empty());
+    assert_eq!(text.bytes, CODE, "no trap byte is left while lifted");
+    assert_eq!(table.len(), 2, "the sites stay known");
+    // The guest rewrites the 5-byte NOP into a call while the traps are lifted.
+    text.write(BASE + 4, &[0xe8, 1, 2, 3, 4])
+        .expect("guest write");
+    for addr in table.addresses() {
+        table.repatch(addr, &mut text).expect("repatch");
+    }
+    assert_eq!((text.bytes[0], text.bytes[4]), (0xF4, 0xF4));
+    assert_eq!(table.get(BASE + 4).expect("trap").original, [0xe8]);
+    let mut view = [0u8; 5];
+    table.shadow_read(&text, BASE + 4, &mut view).expect("read");
+    assert_eq!(
+        view,
+        [0xe8, 1, 2, 3, 4],
+        "the shadow holds the guest's new bytes"
+    );
+    assert_eq!(table.refs(BASE + 4), 2);
+    assert_eq!(
+        table.repatch(BASE + 1, &mut text),
+        Err(TrapError::NoTrap(BASE + 1))
+    );
+}
+
+#[test]
 fn shared_sites_are_reference_counted() {
     let mut text = FakeText::new(BASE, CODE);
     let mut table = TrapTable::new();
