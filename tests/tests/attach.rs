@@ -112,6 +112,35 @@ fn a_hundred_attach_detach_cycles_leave_the_guest_and_its_text_intact() {
     let text_range = guest_text_range("spin");
     let text_before = read(&memory, text_range);
     let runner = std::thread::spawn(move || vm.run().expect("run"));
+    {
+        use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+        let meta = std::fs::metadata(&socket).expect("the control socket exists");
+        assert!(
+            meta.file_type().is_socket(),
+            "{} is not a socket",
+            socket.display()
+        );
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "control socket mode"
+        );
+        let name = socket
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let staging: Vec<_> = std::fs::read_dir(socket.parent().expect("parent"))
+            .expect("read the socket's directory")
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".{name}."))
+            })
+            .collect();
+        assert!(staging.is_empty(), "staging left behind: {staging:?}");
+    }
 
     for cycle in 0..100 {
         let how = cycle % 3;

@@ -4,7 +4,7 @@
 //! included): the connection's end is the detach, so a dead client's probes are removed and
 //! the guest text restored at once, other clients' probes untouched.
 //!
-//! The socket is created with mode 0600 (the umask is narrowed around `bind`), refuses to
+//! The socket is created with mode 0600 (bound in a private directory, then moved), refuses to
 //! replace a path that is not a stale socket, and is removed when the VM ends.
 
 mod attach;
@@ -101,27 +101,31 @@ impl ControlSocket {
             source,
         };
         // Bound and listening under a temporary name, then renamed into place: a client that
-        // sees the path can connect (between bind and listen it would be refused).
+        // sees the path can connect (between bind and listen it would be refused). The
+        // temporary name lives in a fresh directory of mode 0700 beside the path, so no other
+        // user can reach the socket before its mode is 0600 (the process's umask is not
+        // touched: it is shared by every thread).
         let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let staging = path.with_file_name(format!(
+        let staging_dir = path.with_file_name(format!(
             ".{}.{}.tmp",
             file_name.unwrap_or_else(|| "hvtrace-control".into()),
             std::process::id()
         ));
+        let staging = staging_dir.join("socket");
         let _ = std::fs::remove_file(&staging);
-        // SAFETY: umask only swaps the process's file-creation mask; no memory is involved.
-        let old = unsafe { libc::umask(0o177) };
-        let bound = UnixListener::bind(&staging);
-        // SAFETY: as above, restoring the previous mask.
-        unsafe { libc::umask(old) };
-        let listener = bound.map_err(bind_error)?;
-        let placed = std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| listener.set_nonblocking(true))
-            .and_then(|()| std::fs::rename(&staging, path));
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&staging);
-            return Err(bind_error(e));
-        }
+        let _ = std::fs::remove_dir(&staging_dir);
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&staging_dir)
+            .map_err(bind_error)?;
+        let placed = UnixListener::bind(&staging).and_then(|listener| {
+            std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+                .and_then(|()| listener.set_nonblocking(true))
+                .and_then(|()| std::fs::rename(&staging, path))
+                .map(|()| listener)
+        });
+        let _ = std::fs::remove_file(&staging);
+        let _ = std::fs::remove_dir(&staging_dir);
+        let listener = placed.map_err(bind_error)?;
         Ok(ControlSocket {
             listener: Some(listener),
             path: path.to_path_buf(),
