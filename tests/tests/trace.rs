@@ -282,8 +282,10 @@ fn tick_probes_fire_periodically_and_exit_ends_a_guest_that_never_ends() {
     );
     assert_eq!(out.status, Some(3), "{out:?}");
     let ticks = value_after(&out.stdout, "ticks ");
-    // 30 periods of 10 ms in 300 ms; allow for a loaded 2-core host.
-    assert!((10..=31).contains(&ticks), "{ticks} ticks: {out:?}");
+    // 30 periods of 10 ms in 300 ms; allow for a loaded 2-core host, and for `printa` reading
+    // the aggregation when the consumer formats the record (as DTrace's consumer does), a few
+    // ticks after the one that asked for it (32 was seen under load).
+    assert!((10..=40).contains(&ticks), "{ticks} ticks: {out:?}");
 }
 
 #[test]
