@@ -319,6 +319,19 @@ pub trait ExitHandler: Send + Sync + 'static {
     /// An exit the vCPU layer handles by itself (`SetTpr`, `IrqWindow`, `Shutdown`,
     /// `InternalError`), reported for tracing before it takes effect.
     fn exit_seen(&self, _cpu: usize, _kind: ExitKind) {}
+    /// Reads `buf.len()` bytes of guest-virtual memory at `addr` as `cpu` (with system
+    /// registers `sregs`) sees it, for an instruction the vCPU layer completes itself
+    /// (`crate::bmi`); false when it cannot (the default: no guest memory).
+    fn read_guest(
+        &self,
+        _cpu: usize,
+        _sregs: &kvm_bindings::kvm_sregs,
+        _addr: u64,
+        _buf: &mut [u8],
+    ) -> bool {
+        false
+    }
+
     /// `cpu` executed an `int3` of its own that the host could not run (an emulation failure
     /// on `0xCC`): how to inject #BP instead, or `None` to end the VM with the failure.
     fn int3_reflection(&self, _cpu: usize) -> Option<crate::Int3Reflection> {

@@ -7,6 +7,7 @@
 //! the vCPU (emulation failure, shutdown, failed entry, anything unexpected) are described in a
 //! [`FatalReport`] and handed to the same handler.
 
+pub mod bmi;
 pub mod debug;
 pub mod error;
 pub mod exit;

@@ -424,6 +424,21 @@ impl Runner {
         }
     }
 
+    /// Completes a register-form BMI instruction the host could not emulate
+    /// (`crate::bmi`); false when it is not one (the emulation failure then stands).
+    fn complete_bmi(&mut self, insn: &[u8]) -> Result<bool, Fatal> {
+        let mut regs = self.exit_regs("a VEX emulation failure")?;
+        let sregs = self.fd.get_sregs().map_err(|e| Fatal::Unexpected {
+            exit: format!("KVM_GET_SREGS after a VEX emulation failure failed: {e}"),
+        })?;
+        let (handler, cpu) = (&self.handler, self.shared.cpu);
+        let mut read = |addr: u64, buf: &mut [u8]| handler.read_guest(cpu, &sregs, addr, buf);
+        if !crate::bmi::complete(insn, &mut regs, &mut read) {
+            return Ok(false);
+        }
+        self.write_regs(&regs).map(|()| true)
+    }
+
     /// Writes `regs` back and single-steps one instruction (see [`HltAction::SingleStep`]).
     fn start_step(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
         self.write_regs(regs)?;
@@ -597,6 +612,9 @@ impl Runner {
                             }
                         }
                         Some(&crate::missing::FWAIT) if self.complete_fwait()? => return Ok(()),
+                        Some(&crate::bmi::VEX3) if self.complete_bmi(&insn.clone())? => {
+                            return Ok(())
+                        }
                         _ => {}
                     }
                 }

@@ -41,6 +41,11 @@ pub struct Dispatcher {
     pub(crate) sessions: Arc<crate::trace::Sessions>,
     /// The run's timeline (`--timeline`, `compare`), if recorded.
     pub(crate) timeline: Option<Arc<crate::timeline::Timeline>>,
+    /// Guest RAM (operands of instructions the vCPU layer completes, `read_guest`).
+    pub(crate) memory: GuestMemoryMmap,
+    /// A bzImage decompressor's `lzcnt` sites trapped on a host that runs `lzcnt` as `bsr`
+    /// (empty elsewhere: one length check per `hlt`).
+    pub(crate) lzcnt: crate::host_lzcnt::LzcntTraps,
     /// Where the vCPUs' control registers at trap exits go, when something may trace.
     pub(crate) paging: Option<Arc<crate::trace::GuestPaging>>,
 }
@@ -117,6 +122,17 @@ impl Dispatcher {
 }
 
 impl ExitHandler for Dispatcher {
+    fn read_guest(
+        &self,
+        _cpu: usize,
+        sregs: &kvm_bindings::kvm_sregs,
+        addr: u64,
+        buf: &mut [u8],
+    ) -> bool {
+        let translation = crate::trace::paging::Translation::of(sregs);
+        crate::trace::paging::read(&self.memory, translation, addr, buf)
+    }
+
     fn io_in(&self, cpu: usize, port: u16, data: &mut [u8]) -> Result<(), String> {
         match Self::com1_offset(port) {
             Some(offset) => {
@@ -221,6 +237,9 @@ impl ExitHandler for Dispatcher {
     }
 
     fn hlt(&self, cpu: usize, regs: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
+        if self.lzcnt.on_hlt(&self.memory, regs) {
+            return Ok(HltAction::Resume);
+        }
         if let Some((probes, memory)) = &self.probes {
             let rip = regs.rip;
             if let Some(action) = trap_action(probes, memory, cpu, TrapKind::Hlt, rip, regs)? {

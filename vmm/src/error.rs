@@ -107,6 +107,15 @@ pub enum VmmError {
         #[source]
         source: LoadError,
     },
+    /// A bzImage's compressed kernel could not be read (for its symbols and types).
+    #[error("cannot read the kernel inside bzImage {image}: {source}")]
+    BzImage {
+        /// The image's name or path.
+        image: String,
+        /// Why.
+        #[source]
+        source: tracer::bzimage::BzImageError,
+    },
     /// The D program could not be set up.
     #[error(transparent)]
     Trace(#[from] crate::trace::TraceError),

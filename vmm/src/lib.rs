@@ -15,6 +15,7 @@ pub mod disasm;
 pub mod dispatch;
 pub mod error;
 pub mod host_int3;
+pub mod host_lzcnt;
 pub mod host_traps;
 pub mod irqchip;
 pub mod layout;

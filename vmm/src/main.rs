@@ -60,9 +60,12 @@ fn list_probes(args: &ListArgs) -> Result<ExitCode> {
     let image = image(args.guest.as_deref(), args.kernel.as_deref())?;
     // `.symtab` where the image has one, else the kernel's own kallsyms (a distribution's
     // vmlinux).
-    let symbols = tracer::symbols::ElfSymbols::load(&image.bytes)
+    // A bzImage's symbols and types are in the kernel ELF its payload decompresses to.
+    let elf = tracer::bzimage::kernel_elf(&image.bytes)
         .with_context(|| format!("cannot list the probes of {}", image.name))?;
-    let probes = tracer::probes::catalogue(&image.bytes, &symbols);
+    let symbols = tracer::symbols::ElfSymbols::load(&elf)
+        .with_context(|| format!("cannot list the probes of {}", image.name))?;
+    let probes = tracer::probes::catalogue(&elf, &symbols);
     let pattern = args.pattern.as_deref().unwrap_or("");
     let matching: Vec<_> = (1..)
         .zip(&probes)
@@ -75,7 +78,7 @@ fn list_probes(args: &ListArgs) -> Result<ExitCode> {
         print!("{}", tracer::probes::listing(matching));
         return Ok(ExitCode::SUCCESS);
     }
-    let btf = match tracer::btf::Btf::from_elf(&image.bytes) {
+    let btf = match tracer::btf::Btf::from_elf(&elf) {
         Ok(btf) => Some(btf),
         Err(e) => {
             eprintln!("hvtrace: no prototypes for {}: {e}", image.name);

@@ -12,7 +12,10 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 use vcpu::{VcpuHandle, World};
 
 use crate::acpi;
-use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
+use crate::boot::{
+    entry_regs, linux64_entry_regs, linux_long_mode_sregs, long_mode_sregs, write_boot_tables,
+    BootInfo,
+};
 use crate::boot32;
 use crate::control::{ControlContext, ControlSocket};
 use crate::cpuid::{patch_for_emulated_apic, patch_for_vcpu};
@@ -22,6 +25,7 @@ use crate::devices::{DebugExit, ExitConvention, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, SerialOut};
 use crate::error::{kvm, VmmError};
+use crate::host_lzcnt::{host_lzcnt, Lzcnt, LzcntTraps};
 use crate::host_traps::{trap_strategy, TrapStrategy};
 use crate::irqchip::clock::GuestClock;
 use crate::irqchip::emulated::EmulatedIrqchip;
@@ -36,6 +40,7 @@ use crate::timeline::{ApicFanOut, Timeline};
 use crate::trace::{
     plan, GuestPaging, LocalSink, Sessions, TraceSpec, TraceTarget, Tracing, VcpuAccess,
 };
+use tracer::bzimage::{kernel_elf, SetupHeader};
 use tracer::probes::catalogue;
 use tracer::symbols::ElfSymbols;
 
@@ -161,11 +166,13 @@ impl Vm {
             image: config.image.name.clone(),
             source,
         })?;
+        let lzcnt = lzcnt_traps(&memory, &config, &loaded)?;
         for warning in &loaded.warnings {
             eprintln!("hvtrace: warning: {warning}");
         }
         let multiboot = matches!(loaded.protocol, BootProtocol::Multiboot { .. });
         let pvh = matches!(loaded.protocol, BootProtocol::Pvh { .. });
+        let bzimage = matches!(loaded.protocol, BootProtocol::Linux64 { .. });
         mptable::write(&memory, config.cpus as u8)?;
 
         let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
@@ -196,8 +203,14 @@ impl Vm {
             !config.probes.is_empty() || config.trace.is_some() || config.control.is_some();
         let mut control = None;
         let (probes, tracing) = if traced {
-            let symbols = ElfSymbols::load(&config.image.bytes).map_err(ProbeError::from)?;
-            let mut all = catalogue(&config.image.bytes, &symbols);
+            // A bzImage's symbols, types and probe sites come from the kernel ELF its payload
+            // decompresses to.
+            let kernel = kernel_elf(&config.image.bytes).map_err(|source| VmmError::BzImage {
+                image: config.image.name.clone(),
+                source,
+            })?;
+            let symbols = ElfSymbols::load(&kernel).map_err(ProbeError::from)?;
+            let mut all = catalogue(&kernel, &symbols);
             let planned = match &config.trace {
                 Some(spec) => Some(plan(spec, &all)?),
                 None => None,
@@ -207,7 +220,7 @@ impl Vm {
                 !raw.is_empty() || planned.as_ref().is_some_and(|p| !p.fbt.is_empty());
             // fbt decodes and emulates 64-bit code: a 32-bit image (an ELF32 multiboot kernel)
             // gets no fbt probes, here or from an attaching client.
-            if config.image.bytes.get(4) == Some(&1) {
+            if kernel.get(4) == Some(&1) {
                 if needs_traps {
                     return Err(VmmError::FbtNeeds64BitCode);
                 }
@@ -240,14 +253,7 @@ impl Vm {
                 probes.set_timeline(Arc::clone(t));
             }
             if !raw.is_empty() {
-                probes.arm(
-                    probes.new_session(),
-                    &config.image.bytes,
-                    &symbols,
-                    &memory,
-                    &raw,
-                    None,
-                )?;
+                probes.arm(probes.new_session(), &kernel, &symbols, &memory, &raw, None)?;
             }
             let tracing = match (planned, &config.trace) {
                 (Some(plan), Some(spec)) => {
@@ -260,7 +266,7 @@ impl Vm {
                     let id = probes.new_session();
                     if !fbt.is_empty() {
                         let hook: Arc<dyn HitHook> = tracing.clone();
-                        probes.arm(id, &config.image.bytes, &symbols, &memory, &fbt, Some(hook))?;
+                        probes.arm(id, &kernel, &symbols, &memory, &fbt, Some(hook))?;
                     }
                     sessions.add(id, Arc::clone(&tracing));
                     Some(tracing)
@@ -270,7 +276,7 @@ impl Vm {
             if let Some(path) = &config.control {
                 let socket = ControlSocket::bind(path)?;
                 let ctx = ControlContext {
-                    image: config.image.bytes.clone(),
+                    image: kernel.to_vec(),
                     catalogue: all,
                     target: target.clone(),
                     probes: Arc::clone(&probes),
@@ -289,8 +295,8 @@ impl Vm {
                 cpu_count: config.cpus as u32,
                 bsp_apic_id: 0,
                 mem_size: config.mem,
-                // Multiboot and PVH kernels find their command line in their own structures.
-                cmdline: if multiboot || pvh {
+                // Multiboot and Linux kernels find their command line in their own structures.
+                cmdline: if multiboot || pvh || bzimage {
                     String::new()
                 } else {
                     config.cmdline.clone()
@@ -331,6 +337,8 @@ impl Vm {
             probes: probes.clone().map(|p| (p, memory.clone())),
             sessions: Arc::clone(&sessions),
             paging: probes.is_some().then(|| Arc::clone(&paging)),
+            memory: memory.clone(),
+            lzcnt,
             timeline: config.timeline.clone(),
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
@@ -545,6 +553,36 @@ fn emulated_irqchip(
 }
 
 /// Puts the bootstrap processor at the image's entry, in the state its protocol specifies.
+/// Traps the `lzcnt` sites of a bzImage's decompressor where this host runs `lzcnt` as `bsr`
+/// (`crate::host_lzcnt`; probed only for a bzImage). The traps are `hlt`s, which reach
+/// hvtrace only under `--irqchip emulated`: elsewhere the decompressor is left as it is, with
+/// a warning.
+fn lzcnt_traps(
+    memory: &GuestMemoryMmap,
+    config: &VmConfig,
+    loaded: &LoadedImage,
+) -> Result<LzcntTraps, VmmError> {
+    let image = &config.image.bytes;
+    let header = match (&loaded.protocol, SetupHeader::find(image)) {
+        (BootProtocol::Linux64 { .. }, Some(h)) => h,
+        _ => return Ok(LzcntTraps::default()),
+    };
+    if *host_lzcnt() != Lzcnt::RunsAsBsr || LzcntTraps::sites(image, &header).is_empty() {
+        return Ok(LzcntTraps::default());
+    }
+    if config.irqchip != IrqChipMode::Emulated {
+        eprintln!(
+            "hvtrace: warning: this host runs lzcnt as bsr, and the bzImage's zstd decompressor uses lzcnt: it may report corrupt data (hvtrace traps those sites with hlt only under --irqchip emulated)"
+        );
+        return Ok(LzcntTraps::default());
+    }
+    let load_at = loaded.segments.first().map_or(0, |s| s.0);
+    LzcntTraps::install(memory, image, &header, load_at).map_err(|source| VmmError::GuestWrite {
+        what: "the decompressor's lzcnt traps",
+        source,
+    })
+}
+
 fn setup_bsp(fd: &VcpuFd, loaded: &LoadedImage) -> Result<(), VmmError> {
     let mut sregs = fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     let regs = match loaded.protocol {
@@ -555,6 +593,10 @@ fn setup_bsp(fd: &VcpuFd, loaded: &LoadedImage) -> Result<(), VmmError> {
         BootProtocol::Multiboot { mbi } => {
             boot32::protected_mode_sregs(&mut sregs);
             boot32::entry_regs(loaded.entry, mbi)
+        }
+        BootProtocol::Linux64 { boot_params } => {
+            linux_long_mode_sregs(&mut sregs);
+            linux64_entry_regs(loaded.entry, boot_params)
         }
         BootProtocol::Pvh { start_info } => {
             boot32::protected_mode_sregs(&mut sregs);
