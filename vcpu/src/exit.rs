@@ -269,6 +269,17 @@ pub enum HltAction {
     SingleStep,
 }
 
+/// What a vCPU hands over when asked for its kernel state (`ExitHandler::kernel_state`).
+#[derive(Clone, Copy, Debug)]
+pub struct KernelState {
+    /// Its system registers (IDTR, CR3, ...).
+    pub sregs: kvm_bindings::kvm_sregs,
+    /// `IA32_LSTAR`, the 64-bit `syscall` entry point (0 until the kernel sets it).
+    pub lstar: u64,
+    /// Its general registers.
+    pub regs: kvm_bindings::kvm_regs,
+}
+
 /// The VMM side of exit handling, called on the vCPU's own thread.
 ///
 /// Returning `Err` ends this vCPU with a [`Fatal::Unhandled`] report. The methods with default
@@ -294,6 +305,14 @@ pub trait ExitHandler: Send + Sync + 'static {
     }
     /// `cpu` was kicked out of the guest at `regs` and owed a sample.
     fn sample(&self, _cpu: usize, _regs: &kvm_bindings::kvm_regs) {}
+    /// Whether `cpu` owes the handler its kernel state ([`KernelState`]: a KASLR slide to
+    /// find): checked on every kicked return from `KVM_RUN` (`EINTR`), so it must be cheap.
+    fn wants_kernel_state(&self, _cpu: usize) -> bool {
+        false
+    }
+    /// `cpu` was kicked out of the guest and owed its kernel state. Called on its thread,
+    /// outside any lock: the handler may stop the world here (this vCPU counts as stopped).
+    fn kernel_state(&self, _cpu: usize, _state: &KernelState) {}
     /// Whether the handler wants the vCPU's system registers at trap exits (asked once per
     /// vCPU thread; when true and `kvm_run` sync_regs are available, KVM copies them out on
     /// every exit, a fraction of a microsecond here).

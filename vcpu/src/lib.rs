@@ -27,7 +27,7 @@ pub use debug::{DebugConfig, DebugEvent, GuestDebug};
 pub use error::VcpuError;
 pub use exit::{
     Entry, ExitHandler, ExitKind, Fatal, FatalReport, GeneralProtection, GuestWait, HltAction,
-    Startup,
+    KernelState, Startup,
 };
 pub use handle::Kicker;
 pub use handle::VcpuHandle;

@@ -424,6 +424,26 @@ impl Runner {
         }
     }
 
+    /// The vCPU's system registers, `IA32_LSTAR` and general registers, for
+    /// [`ExitHandler::kernel_state`]; `None` when KVM refuses one of them.
+    fn kernel_state(&self) -> Option<crate::KernelState> {
+        const MSR_LSTAR: u32 = 0xc000_0082;
+        let sregs = self.fd.get_sregs().ok()?;
+        let regs = if self.use_sync_regs {
+            self.fd.sync_regs().regs
+        } else {
+            self.fd.get_regs().ok()?
+        };
+        let mut msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+            index: MSR_LSTAR,
+            ..Default::default()
+        }])
+        .ok()?;
+        let read = self.fd.get_msrs(&mut msrs).ok()?;
+        let lstar = (read == 1).then(|| msrs.as_slice()[0].data)?;
+        Some(crate::KernelState { sregs, lstar, regs })
+    }
+
     /// Completes a register-form BMI instruction the host could not emulate
     /// (`crate::bmi`); false when it is not one (the emulation failure then stands).
     fn complete_bmi(&mut self, insn: &[u8]) -> Result<bool, Fatal> {
@@ -551,6 +571,11 @@ impl Runner {
                     };
                     if let Some(regs) = regs {
                         handler.sample(cpu, &regs);
+                    }
+                }
+                if handler.wants_kernel_state(cpu) {
+                    if let Some(state) = self.kernel_state() {
+                        handler.kernel_state(cpu, &state);
                     }
                 }
                 return Ok(());

@@ -46,6 +46,9 @@ pub struct Dispatcher {
     /// A bzImage decompressor's `lzcnt` sites trapped on a host that runs `lzcnt` as `bsr`
     /// (empty elsewhere: one length check per `hlt`).
     pub(crate) lzcnt: crate::host_lzcnt::LzcntTraps,
+    /// A bzImage kernel's place: vCPU 0 owes its kernel state while something waits for
+    /// the KASLR slide.
+    pub(crate) kernel_place: Option<Arc<crate::kaslr::place::KernelPlace>>,
     /// Where the vCPUs' control registers at trap exits go, when something may trace.
     pub(crate) paging: Option<Arc<crate::trace::GuestPaging>>,
 }
@@ -122,6 +125,16 @@ impl Dispatcher {
 }
 
 impl ExitHandler for Dispatcher {
+    fn wants_kernel_state(&self, cpu: usize) -> bool {
+        self.kernel_place.as_ref().is_some_and(|p| p.wants(cpu))
+    }
+
+    fn kernel_state(&self, _cpu: usize, state: &vcpu::KernelState) {
+        if let Some(p) = &self.kernel_place {
+            p.observe(state);
+        }
+    }
+
     fn read_guest(
         &self,
         _cpu: usize,

@@ -116,6 +116,9 @@ pub enum VmmError {
         #[source]
         source: tracer::bzimage::BzImageError,
     },
+    /// A bzImage kernel's KASLR slide cannot be tracked (symbols it needs are missing).
+    #[error("cannot trace the bzImage's kernel: {0}")]
+    Kaslr(String),
     /// The D program could not be set up.
     #[error(transparent)]
     Trace(#[from] crate::trace::TraceError),

@@ -18,6 +18,7 @@ pub mod host_int3;
 pub mod host_lzcnt;
 pub mod host_traps;
 pub mod irqchip;
+pub mod kaslr;
 pub mod layout;
 pub mod loader;
 pub mod mptable;

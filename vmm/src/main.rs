@@ -200,6 +200,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .timeline
             .as_ref()
             .map(|_| vmm::timeline::Timeline::new(vmm::timeline::DEFAULT_MAX_EVENTS)),
+        verbose: args.verbose,
     };
     let timeline = config.timeline.clone();
     let title = format!(
