@@ -267,7 +267,8 @@ impl Vm {
                 probes.set_timeline(Arc::clone(t));
             }
             // A bzImage's kernel is not where its link addresses say until it runs: probes
-            // wait for its KASLR slide (crate::kaslr).
+            // wait for its KASLR slide (crate::kaslr). A PVH vmlinux runs at its link
+            // addresses; its place is still checked for attaching clients (slide 0).
             if bzimage {
                 let p = KernelPlace::new(
                     &kernel,
@@ -278,6 +279,10 @@ impl Vm {
                 )
                 .map_err(VmmError::Kaslr)?;
                 place = Some(Arc::new(p));
+            } else if pvh && config.control.is_some() {
+                place = KernelPlace::new(&kernel, symbols.clone(), memory.clone(), None, boot)
+                    .ok()
+                    .map(Arc::new);
             }
             let arming = Arming {
                 probes: Arc::clone(&probes),

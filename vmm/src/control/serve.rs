@@ -111,6 +111,7 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
                 .and_then(|v| v.kickers.first().cloned())
                 .ok_or("the VM has no vCPUs to ask for the kernel's KASLR slide")?;
             let found = place.wait(&kicker, SLIDE_BOUND)?;
+            sink.stderr(&format!("hvtrace: {}\n", found.describe()));
             TraceTarget {
                 symbols: found.symbols.clone(),
                 ..ctx.target.clone()

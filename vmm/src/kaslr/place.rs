@@ -42,7 +42,7 @@ impl Found {
     /// The `-v` line that says where the kernel is and how that was found.
     pub fn describe(&self) -> String {
         format!(
-            "KASLR slide {:#x} (kernel text at physical {:#x}) from the IDT{} after {:.1} s; symbols: the bzImage payload's kallsyms, slid; {}",
+            "KASLR slide {:#x} (kernel text at physical {:#x}) from the IDT{} after {:.1} s; symbols: the image's kallsyms (a bzImage's payload), slid; {}",
             self.slide.virt,
             self.slide.physical_base().unwrap_or(0),
             if self.slide.lstar_checked {
@@ -214,12 +214,12 @@ impl KernelPlace {
             .count();
         if a.len() == b.len() && differ == 0 {
             format!(
-                "guest memory's kallsyms ({} symbols) equal the payload's",
+                "guest memory's kallsyms ({} symbols) equal the image's",
                 b.len()
             )
         } else {
             format!(
-                "guest memory's kallsyms differ from the payload's: {} against {} symbols, {differ} differ",
+                "guest memory's kallsyms differ from the image's: {} against {} symbols, {differ} differ",
                 b.len(),
                 a.len()
             )
