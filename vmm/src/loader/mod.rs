@@ -109,7 +109,7 @@ pub enum LoadError {
     #[error("--module/--initrd need a multiboot or PVH (Linux vmlinux) kernel; this image is an ELF64 booted with hvtrace's own 64-bit protocol, which has no modules")]
     ModulesNeedMultiboot,
     /// More modules than the PVH start info holds.
-    #[error("{count} modules given; a PVH kernel gets at most {max}")]
+    #[error("{count} modules given; this kernel takes at most {max} (a PVH kernel 8, a bzImage only its --initrd)")]
     TooManyModules {
         /// Modules given.
         count: usize,
