@@ -7,8 +7,8 @@
 //! data is corrupt". The probe runs `mov $1,%eax; lzcnt %eax,%ecx; hlt` (one vCPU, the trap
 //! probes' VM, `crate::host_traps`) and reads ECX back: 31 is right, 0 is `bsr`.
 //!
-//! Probed once per process, only when a bzImage boots. Where `lzcnt` is wrong, the loader
-//! traps the decompressor's `lzcnt` sites ([`crate::loader::bzimage`]) and the vCPU's `hlt`
+//! Probed once per process, only when a bzImage boots. Where `lzcnt` is wrong, the VM's build
+//! traps the decompressor's `lzcnt` sites (`decompressor_traps`) and the vCPU's `hlt`
 //! exit completes them ([`complete_count`]), `tzcnt` too (`F3 0F BC`, which such a host
 //! runs as `bsf`: the same count for a non-zero source, different flags).
 
@@ -20,7 +20,10 @@ use tracer::bzimage::SetupHeader;
 use vcpu::bmi::reg_mut;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::error::VmmError;
 use crate::host_traps::{bounded, probe_setup, probe_vm, PROBE_BOUND};
+use crate::irqchip::IrqChipMode;
+use crate::loader::{BootProtocol, LoadedImage};
 
 /// `mov $1,%eax; lzcnt %eax,%ecx; hlt`.
 const TEST_CODE: [u8; 10] = [0xb8, 1, 0, 0, 0, 0xf3, 0x0f, 0xbd, 0xc8, 0xf4];
@@ -238,6 +241,36 @@ fn is_count(bytes: &[u8]) -> bool {
         insn.mnemonic(),
         iced_x86::Mnemonic::Lzcnt | iced_x86::Mnemonic::Tzcnt
     ) && insn.len() == bytes.len()
+}
+
+/// Traps the `lzcnt` sites of a bzImage's decompressor where this host runs `lzcnt` as `bsr`
+/// (`crate::host_lzcnt`; probed only for a bzImage). The traps are `hlt`s, which reach
+/// hvtrace only under `--irqchip emulated`: elsewhere the decompressor is left as it is, with
+/// a warning.
+pub(crate) fn decompressor_traps(
+    memory: &GuestMemoryMmap,
+    image: &[u8],
+    loaded: &LoadedImage,
+    irqchip: IrqChipMode,
+) -> Result<LzcntTraps, VmmError> {
+    let header = match (&loaded.protocol, SetupHeader::find(image)) {
+        (BootProtocol::Linux64 { .. }, Some(h)) => h,
+        _ => return Ok(LzcntTraps::default()),
+    };
+    if *host_lzcnt() != Lzcnt::RunsAsBsr || LzcntTraps::sites(image, &header).is_empty() {
+        return Ok(LzcntTraps::default());
+    }
+    if irqchip != IrqChipMode::Emulated {
+        eprintln!(
+            "hvtrace: warning: this host runs lzcnt as bsr, and the bzImage's zstd decompressor uses lzcnt: it may report corrupt data (hvtrace traps those sites with hlt only under --irqchip emulated)"
+        );
+        return Ok(LzcntTraps::default());
+    }
+    let load_at = loaded.segments.first().map_or(0, |s| s.0);
+    LzcntTraps::install(memory, image, &header, load_at).map_err(|source| VmmError::GuestWrite {
+        what: "the decompressor's lzcnt traps",
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::devices::{DebugExit, ExitConvention, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, SerialOut};
 use crate::error::{kvm, VmmError};
-use crate::host_lzcnt::{host_lzcnt, Lzcnt, LzcntTraps};
+use crate::host_lzcnt::decompressor_traps;
 use crate::host_traps::{trap_strategy, TrapStrategy};
 use crate::irqchip::clock::GuestClock;
 use crate::irqchip::emulated::EmulatedIrqchip;
@@ -41,7 +41,7 @@ use crate::timeline::{ApicFanOut, Timeline};
 use crate::trace::{
     plan, GuestPaging, LocalSink, Sessions, TraceSpec, TraceTarget, Tracing, VcpuAccess,
 };
-use tracer::bzimage::{kernel_elf, SetupHeader};
+use tracer::bzimage::kernel_elf;
 use tracer::probes::catalogue;
 use tracer::symbols::ElfSymbols;
 
@@ -175,7 +175,7 @@ impl Vm {
             image: config.image.name.clone(),
             source,
         })?;
-        let lzcnt = lzcnt_traps(&memory, &config, &loaded)?;
+        let lzcnt = decompressor_traps(&memory, &config.image.bytes, &loaded, config.irqchip)?;
         for warning in &loaded.warnings {
             eprintln!("hvtrace: warning: {warning}");
         }
@@ -642,36 +642,6 @@ fn emulated_irqchip(
 }
 
 /// Puts the bootstrap processor at the image's entry, in the state its protocol specifies.
-/// Traps the `lzcnt` sites of a bzImage's decompressor where this host runs `lzcnt` as `bsr`
-/// (`crate::host_lzcnt`; probed only for a bzImage). The traps are `hlt`s, which reach
-/// hvtrace only under `--irqchip emulated`: elsewhere the decompressor is left as it is, with
-/// a warning.
-fn lzcnt_traps(
-    memory: &GuestMemoryMmap,
-    config: &VmConfig,
-    loaded: &LoadedImage,
-) -> Result<LzcntTraps, VmmError> {
-    let image = &config.image.bytes;
-    let header = match (&loaded.protocol, SetupHeader::find(image)) {
-        (BootProtocol::Linux64 { .. }, Some(h)) => h,
-        _ => return Ok(LzcntTraps::default()),
-    };
-    if *host_lzcnt() != Lzcnt::RunsAsBsr || LzcntTraps::sites(image, &header).is_empty() {
-        return Ok(LzcntTraps::default());
-    }
-    if config.irqchip != IrqChipMode::Emulated {
-        eprintln!(
-            "hvtrace: warning: this host runs lzcnt as bsr, and the bzImage's zstd decompressor uses lzcnt: it may report corrupt data (hvtrace traps those sites with hlt only under --irqchip emulated)"
-        );
-        return Ok(LzcntTraps::default());
-    }
-    let load_at = loaded.segments.first().map_or(0, |s| s.0);
-    LzcntTraps::install(memory, image, &header, load_at).map_err(|source| VmmError::GuestWrite {
-        what: "the decompressor's lzcnt traps",
-        source,
-    })
-}
-
 fn setup_bsp(fd: &VcpuFd, loaded: &LoadedImage) -> Result<(), VmmError> {
     let mut sregs = fd.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     let regs = match loaded.protocol {
