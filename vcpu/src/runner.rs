@@ -448,11 +448,17 @@ impl Runner {
     /// (`crate::bmi`); false when it is not one (the emulation failure then stands).
     fn complete_bmi(&mut self, insn: &[u8]) -> Result<bool, Fatal> {
         let mut regs = self.exit_regs("a VEX emulation failure")?;
-        let sregs = self.fd.get_sregs().map_err(|e| Fatal::Unexpected {
-            exit: format!("KVM_GET_SREGS after a VEX emulation failure failed: {e}"),
-        })?;
-        let (handler, cpu) = (&self.handler, self.shared.cpu);
-        let mut read = |addr: u64, buf: &mut [u8]| handler.read_guest(cpu, &sregs, addr, buf);
+        // The system registers (an ioctl) only for a memory operand: most are registers.
+        let (handler, cpu, fd) = (&self.handler, self.shared.cpu, &self.fd);
+        let mut sregs = None;
+        let mut read = |addr: u64, buf: &mut [u8]| {
+            if sregs.is_none() {
+                sregs = fd.get_sregs().ok();
+            }
+            sregs
+                .as_ref()
+                .is_some_and(|s| handler.read_guest(cpu, s, addr, buf))
+        };
         if !crate::bmi::complete(insn, &mut regs, &mut read) {
             return Ok(false);
         }
