@@ -39,19 +39,7 @@ fn the_decompressor_runs_and_probes_wait() {
     let Some(bz) = linux_guest_or_skip(test, "bzImage") else {
         return;
     };
-    let out = run_hvtrace(
-        &[
-            "run",
-            "--kernel",
-            bz.to_str().unwrap(),
-            "--timeout",
-            "30",
-            "-v",
-            "-n",
-            PROGRAM,
-        ],
-        Duration::from_secs(120),
-    );
+    let out = run_traced(bz.to_str().unwrap(), &cmdline(""), 30);
     let all = format!("{out:?}");
     assert!(
         out.stderr.contains("the guest was still running after 30"),
@@ -70,24 +58,27 @@ fn the_decompressor_runs_and_probes_wait() {
     assert!(!out.stdout.contains("start_kernel"), "{all}");
 }
 
+/// `hvtrace run -v -n PROGRAM` of the bzImage `bz` with `cmdline`, for at most `timeout_s`.
+fn run_traced(bz: &str, cmdline: &str, timeout_s: u64) -> tests::RunOutput {
+    let timeout = timeout_s.to_string();
+    let args = [
+        "run",
+        "--kernel",
+        bz,
+        "--cmdline",
+        cmdline,
+        "--timeout",
+        &timeout,
+        "-v",
+        "-n",
+        PROGRAM,
+    ];
+    run_hvtrace(&args, Duration::from_secs(timeout_s + 100))
+}
+
 /// One full boot with `extra` on the command line: (slide, stdout, stderr).
 fn full_boot(bz: &str, extra: &str) -> (u64, String, String) {
-    let cmdline = cmdline(extra);
-    let out = run_hvtrace(
-        &[
-            "run",
-            "--kernel",
-            bz,
-            "--cmdline",
-            &cmdline,
-            "--timeout",
-            "3600",
-            "-v",
-            "-n",
-            PROGRAM,
-        ],
-        Duration::from_secs(3700),
-    );
+    let out = run_traced(bz, &cmdline(extra), 3600);
     let all = format!("{out:?}");
     assert!(out.stdout.contains("Linux version"), "no banner: {all}");
     let slide = out
