@@ -2,7 +2,8 @@
 //!
 //! [`KernelPlace`] is shared by the exit dispatcher, a poller thread and the control socket.
 //! While something waits for the slide (deferred arming, an attaching client), vCPU 0 owes
-//! its kernel state: the poller kicks it every [`POLL`], and on its kicked return from
+//! its kernel state: the poller kicks it every [`POLL_SLOW`] while it runs below the kernel's
+//! high mapping (the decompressor), every [`POLL`] once it runs in the kernel, and on its kicked return from
 //! `KVM_RUN` the vCPU thread hands over its system registers and `MSR_LSTAR`
 //! (`ExitHandler::kernel_state`; when nothing waits, that check is one atomic load per kick
 //! and nothing else). Once [`find_slide`] answers, the probes' address map is set, the
@@ -19,11 +20,17 @@ use tracer::symbols::ElfSymbols;
 use vcpu::{KernelState, Kicker};
 use vm_memory::GuestMemoryMmap;
 
-use super::{find_slide, Anchors, Slide};
+use super::{find_slide, Anchors, Slide, KERNEL_MAP};
 use crate::probes::{AddressMap, ProbeSet};
 use crate::trace::paging::{read, Translation};
 
-/// How often vCPU 0 is asked for its state while something waits for the slide.
+/// How often vCPU 0 is asked for its state while something waits for the slide and it runs
+/// below the kernel's high mapping (the decompressor). Each ask is a kick out of `KVM_RUN`
+/// and two ioctls; on this project's software KVM asking every millisecond slowed the
+/// decompressor more than five times, every 50 ms costs nothing measurable.
+pub const POLL_SLOW: Duration = Duration::from_millis(50);
+/// How often once vCPU 0 runs in the kernel's high mapping: the kernel loads `idt_table` and
+/// reaches `start_kernel` soon after (tens of milliseconds on a software KVM).
 pub const POLL: Duration = Duration::from_millis(1);
 
 /// What is known once the slide is found.
@@ -69,6 +76,8 @@ pub struct KernelPlace {
     start: Instant,
     /// vCPU 0 owes its state.
     wanted: AtomicBool,
+    /// vCPU 0 was seen running in the kernel's high mapping (poll fast from then on).
+    in_kernel: AtomicBool,
     /// The poller must stop (the VM ends).
     stop: AtomicBool,
     found: OnceLock<Result<Found, String>>,
@@ -96,6 +105,7 @@ impl KernelPlace {
             probes,
             start,
             wanted: AtomicBool::new(false),
+            in_kernel: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             found: OnceLock::new(),
             jobs: Mutex::new(Vec::new()),
@@ -138,6 +148,9 @@ impl KernelPlace {
     pub fn observe(&self, state: &KernelState) {
         if self.found.get().is_some() {
             return;
+        }
+        if state.regs.rip >= KERNEL_MAP {
+            self.in_kernel.store(true, Ordering::Relaxed);
         }
         let result = match find_slide(&self.anchors, &state.sregs, state.lstar, &self.memory) {
             Ok(None) => return,
@@ -226,7 +239,8 @@ impl KernelPlace {
         }
     }
 
-    /// Kicks vCPU 0 every [`POLL`] from a thread while jobs wait, until the slide is found
+    /// Kicks vCPU 0 every [`POLL_SLOW`], then [`POLL`] once it runs in the kernel, from a
+    /// thread while jobs wait, until the slide is found
     /// or [`KernelPlace::stop`].
     pub fn start_polling(self: &Arc<Self>, kicker: Kicker) {
         if !self.pending() {
@@ -238,7 +252,11 @@ impl KernelPlace {
             .spawn(move || {
                 while me.pending() && !me.stop.load(Ordering::SeqCst) {
                     kicker.kick();
-                    std::thread::sleep(POLL);
+                    std::thread::sleep(if me.in_kernel.load(Ordering::Relaxed) {
+                        POLL
+                    } else {
+                        POLL_SLOW
+                    });
                 }
             });
         if let Err(e) = spawned {
