@@ -267,6 +267,7 @@ fn library_config(
         trace: None,
         control: None,
         timeline: None,
+        verbose: false,
     }
 }
 

@@ -5,6 +5,8 @@
 //!
 //! - [`symbols`]: function symbols of an image (ELF `.symtab`, or the kernel's kallsyms),
 //!   glob lookup.
+//! - [`bzimage`]: a Linux bzImage's setup header and its zstd payload, decompressed to the
+//!   kernel ELF that symbols and types are read from.
 //! - [`btf`]: the kernel's BTF types: function prototypes, struct layouts, sizes.
 //! - [`traps`]: instruction boundaries and return sites of a function, trap kinds, the trap
 //!   table with the shadow of original bytes, and emulation of displaced instructions.
@@ -15,6 +17,7 @@
 //!   buffers and aggregations, the consumer that folds and prints them (text and JSON).
 
 pub mod btf;
+pub mod bzimage;
 pub mod lang;
 pub mod pagewalk;
 pub mod probes;

@@ -269,6 +269,17 @@ pub enum HltAction {
     SingleStep,
 }
 
+/// What a vCPU hands over when asked for its kernel state (`ExitHandler::kernel_state`).
+#[derive(Clone, Copy, Debug)]
+pub struct KernelState {
+    /// Its system registers (IDTR, CR3, ...).
+    pub sregs: kvm_bindings::kvm_sregs,
+    /// `IA32_LSTAR`, the 64-bit `syscall` entry point (0 until the kernel sets it).
+    pub lstar: u64,
+    /// Its general registers.
+    pub regs: kvm_bindings::kvm_regs,
+}
+
 /// The VMM side of exit handling, called on the vCPU's own thread.
 ///
 /// Returning `Err` ends this vCPU with a [`Fatal::Unhandled`] report. The methods with default
@@ -294,6 +305,14 @@ pub trait ExitHandler: Send + Sync + 'static {
     }
     /// `cpu` was kicked out of the guest at `regs` and owed a sample.
     fn sample(&self, _cpu: usize, _regs: &kvm_bindings::kvm_regs) {}
+    /// Whether `cpu` owes the handler its kernel state ([`KernelState`]: a KASLR slide to
+    /// find): checked on every kicked return from `KVM_RUN` (`EINTR`), so it must be cheap.
+    fn wants_kernel_state(&self, _cpu: usize) -> bool {
+        false
+    }
+    /// `cpu` was kicked out of the guest and owed its kernel state. Called on its thread,
+    /// outside any lock: the handler may stop the world here (this vCPU counts as stopped).
+    fn kernel_state(&self, _cpu: usize, _state: &KernelState) {}
     /// Whether the handler wants the vCPU's system registers at trap exits (asked once per
     /// vCPU thread; when true and `kvm_run` sync_regs are available, KVM copies them out on
     /// every exit, a fraction of a microsecond here).
@@ -330,6 +349,19 @@ pub trait ExitHandler: Send + Sync + 'static {
     /// An exit the vCPU layer handles by itself (`SetTpr`, `IrqWindow`, `Shutdown`,
     /// `InternalError`), reported for tracing before it takes effect.
     fn exit_seen(&self, _cpu: usize, _kind: ExitKind) {}
+    /// Reads `buf.len()` bytes of guest-virtual memory at `addr` as `cpu` (with system
+    /// registers `sregs`) sees it, for an instruction the vCPU layer completes itself
+    /// (`crate::bmi`); false when it cannot (the default: no guest memory).
+    fn read_guest(
+        &self,
+        _cpu: usize,
+        _sregs: &kvm_bindings::kvm_sregs,
+        _addr: u64,
+        _buf: &mut [u8],
+    ) -> bool {
+        false
+    }
+
     /// `cpu` executed an `int3` of its own that the host could not run (an emulation failure
     /// on `0xCC`): how to inject #BP instead, or `None` to end the VM with the failure.
     fn int3_reflection(&self, _cpu: usize) -> Option<crate::Int3Reflection> {

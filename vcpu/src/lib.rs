@@ -7,6 +7,7 @@
 //! the vCPU (emulation failure, shutdown, failed entry, anything unexpected) are described in a
 //! [`FatalReport`] and handed to the same handler.
 
+pub mod bmi;
 pub mod debug;
 pub mod error;
 pub mod exit;
@@ -26,7 +27,7 @@ pub use debug::{DebugConfig, DebugEvent, GuestDebug};
 pub use error::VcpuError;
 pub use exit::{
     Entry, ExitHandler, ExitKind, Fatal, FatalReport, GeneralProtection, GuestWait, HltAction,
-    Startup,
+    KernelState, Startup,
 };
 pub use handle::Kicker;
 pub use handle::VcpuHandle;

@@ -447,6 +447,47 @@ impl Runner {
         }
     }
 
+    /// The vCPU's system registers, `IA32_LSTAR` and general registers, for
+    /// [`ExitHandler::kernel_state`]; `None` when KVM refuses one of them.
+    fn kernel_state(&self) -> Option<crate::KernelState> {
+        const MSR_LSTAR: u32 = 0xc000_0082;
+        let sregs = self.fd.get_sregs().ok()?;
+        let regs = if self.use_sync_regs {
+            self.fd.sync_regs().regs
+        } else {
+            self.fd.get_regs().ok()?
+        };
+        let mut msrs = kvm_bindings::Msrs::from_entries(&[kvm_bindings::kvm_msr_entry {
+            index: MSR_LSTAR,
+            ..Default::default()
+        }])
+        .ok()?;
+        let read = self.fd.get_msrs(&mut msrs).ok()?;
+        let lstar = (read == 1).then(|| msrs.as_slice()[0].data)?;
+        Some(crate::KernelState { sregs, lstar, regs })
+    }
+
+    /// Completes a register-form BMI instruction the host could not emulate
+    /// (`crate::bmi`); false when it is not one (the emulation failure then stands).
+    fn complete_bmi(&mut self, insn: &[u8]) -> Result<bool, Fatal> {
+        let mut regs = self.exit_regs("a VEX emulation failure")?;
+        // The system registers (an ioctl) only for a memory operand: most are registers.
+        let (handler, cpu, fd) = (&self.handler, self.shared.cpu, &self.fd);
+        let mut sregs = None;
+        let mut read = |addr: u64, buf: &mut [u8]| {
+            if sregs.is_none() {
+                sregs = fd.get_sregs().ok();
+            }
+            sregs
+                .as_ref()
+                .is_some_and(|s| handler.read_guest(cpu, s, addr, buf))
+        };
+        if !crate::bmi::complete(insn, &mut regs, &mut read) {
+            return Ok(false);
+        }
+        self.write_regs(&regs).map(|()| true)
+    }
+
     /// Writes `regs` back and single-steps one instruction (see [`HltAction::SingleStep`]).
     fn start_step(&mut self, regs: &kvm_bindings::kvm_regs) -> Result<(), Fatal> {
         self.write_regs(regs)?;
@@ -579,6 +620,11 @@ impl Runner {
                         handler.sample(cpu, &regs);
                     }
                 }
+                if handler.wants_kernel_state(cpu) {
+                    if let Some(state) = self.kernel_state() {
+                        handler.kernel_state(cpu, &state);
+                    }
+                }
                 return Ok(());
             }
             Err(e) => return Err(Fatal::RunFailed { errno: e.errno() }),
@@ -638,6 +684,9 @@ impl Runner {
                             }
                         }
                         Some(&crate::missing::FWAIT) if self.complete_fwait()? => return Ok(()),
+                        Some(&crate::bmi::VEX3) if self.complete_bmi(&insn.clone())? => {
+                            return Ok(())
+                        }
                         Some(_) => {
                             if let Some(ram) = handler.guest_ram() {
                                 if self.complete_mxcsr(insn, ram)? {

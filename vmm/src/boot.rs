@@ -13,8 +13,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::error::VmmError;
 use crate::layout::{
-    BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, MMIO_HOLE_START, PDPT_ADDR, PD_ADDR,
-    PML4_ADDR,
+    BOOT_INFO_ADDR, CMDLINE_ADDR, CMDLINE_MAX, GDT_ADDR, LINUX_GDT_ADDR, MMIO_HOLE_START,
+    PDPT_ADDR, PD_ADDR, PML4_ADDR,
 };
 
 /// Magic at the start of the boot-info block: "HVTB" in memory order.
@@ -93,6 +93,52 @@ pub fn gdt() -> [u64; 4] {
         gdt_entry(0xc093, 0, 0xfffff),
         gdt_entry(0x808b, 0, 0xfffff),
     ]
+}
+
+/// Selector of a bzImage's 64-bit code segment (the boot protocol's `__BOOT_CS`).
+pub const LINUX_CODE_SELECTOR: u16 = 0x10;
+/// Selector of a bzImage's data segment (`__BOOT_DS`).
+pub const LINUX_DATA_SELECTOR: u16 = 0x18;
+/// Selector of the TSS in a bzImage's GDT.
+pub const LINUX_TSS_SELECTOR: u16 = 0x20;
+
+/// The GDT a bzImage's 64-bit entry gets (at `LINUX_GDT_ADDR`): null, null, 64-bit code at
+/// `__BOOT_CS`, data at `__BOOT_DS`, TSS.
+pub fn linux_gdt() -> [u64; 5] {
+    let g = gdt();
+    [0, 0, g[1], g[2], g[3]]
+}
+
+/// Sets `sregs` for a bzImage's 64-bit entry: long mode as [`long_mode_sregs`], with the
+/// boot protocol's GDT and selectors.
+pub fn linux_long_mode_sregs(sregs: &mut kvm_sregs) {
+    long_mode_sregs(sregs);
+    let gdt = linux_gdt();
+    let code = segment_from_gdt(gdt[2], LINUX_CODE_SELECTOR);
+    let data = segment_from_gdt(gdt[3], LINUX_DATA_SELECTOR);
+    sregs.gdt.base = LINUX_GDT_ADDR;
+    sregs.gdt.limit = (gdt.len() * 8 - 1) as u16;
+    sregs.cs = code;
+    for seg in [
+        &mut sregs.ds,
+        &mut sregs.es,
+        &mut sregs.fs,
+        &mut sregs.gs,
+        &mut sregs.ss,
+    ] {
+        *seg = data;
+    }
+    sregs.tr = segment_from_gdt(gdt[4], LINUX_TSS_SELECTOR);
+}
+
+/// General registers at a bzImage's 64-bit entry: RSI = the zero page.
+pub fn linux64_entry_regs(entry: u64, boot_params: u64) -> kvm_regs {
+    kvm_regs {
+        rip: entry,
+        rsi: boot_params,
+        rflags: 0x2,
+        ..Default::default()
+    }
 }
 
 /// Decodes a GDT descriptor into the KVM segment register form.

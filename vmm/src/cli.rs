@@ -46,7 +46,8 @@ pub struct ListArgs {
     /// --kernel is given).
     #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
     pub guest: Option<String>,
-    /// ELF64 kernel image whose probes to list.
+    /// Kernel image whose probes to list: an ELF64 (a Linux vmlinux), or a Linux bzImage
+    /// (its zstd payload is decompressed for symbols and types).
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
     /// Only probes matching this description, e.g. `fbt::xcall_*:entry`.
@@ -68,7 +69,8 @@ pub struct RunArgs {
     /// the first comma, may hold spaces) as its string (repeatable, in order).
     #[arg(long = "module", value_name = "FILE[,ARGS]")]
     pub modules: Vec<String>,
-    /// An initramfs for a Linux (PVH) kernel: passed as its first boot module.
+    /// An initramfs for a Linux kernel: a PVH kernel's first boot module, a bzImage's
+    /// `ramdisk_image`.
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
     /// Interrupt controller: hvtrace's own user-space APIC (emulated), KVM's in-kernel irqchip
@@ -83,7 +85,7 @@ pub struct RunArgs {
     pub d: ProgramArgs,
     /// Verbose: probe how this host's KVM handles trap instructions (int3, hardware
     /// breakpoints, single-step) and print the results and the trap strategy probes would use
-    /// to stderr.
+    /// to stderr; for a bzImage, also when and at which KASLR slide its probes were armed.
     #[arg(short = 'v', long)]
     pub verbose: bool,
     /// Write a Chrome trace-event / Perfetto JSON timeline of the run to FILE: per-vCPU tracks
@@ -105,8 +107,9 @@ pub struct GuestArgs {
     #[arg(long, value_name = "NAME", conflicts_with = "kernel")]
     pub guest: Option<String>,
     /// Kernel image: a Multiboot (v1) kernel (ELF32 or a.out kludge, entered in 32-bit
-    /// protected mode with a multiboot information structure, as QEMU's -kernel), or else an
-    /// ELF64 image loaded at its physical addresses and entered in 64-bit mode.
+    /// protected mode with a multiboot information structure, as QEMU's -kernel), a Linux
+    /// vmlinux (PVH entry) or bzImage (64-bit boot protocol), or else an ELF64 image loaded
+    /// at its physical addresses and entered in 64-bit mode.
     #[arg(long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
     /// Number of vCPUs (1 to the host's limit, at most 254).

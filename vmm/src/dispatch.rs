@@ -45,6 +45,14 @@ pub struct Dispatcher {
     pub(crate) sessions: Arc<crate::trace::Sessions>,
     /// The run's timeline (`--timeline`, `compare`), if recorded.
     pub(crate) timeline: Option<Arc<crate::timeline::Timeline>>,
+    /// Guest RAM (operands of instructions the vCPU layer completes, `read_guest`).
+    pub(crate) memory: GuestMemoryMmap,
+    /// A bzImage decompressor's `lzcnt` sites trapped on a host that runs `lzcnt` as `bsr`
+    /// (empty elsewhere: one length check per `hlt`).
+    pub(crate) lzcnt: crate::host_lzcnt::LzcntTraps,
+    /// A bzImage kernel's place: vCPU 0 owes its kernel state while something waits for
+    /// the KASLR slide.
+    pub(crate) kernel_place: Option<Arc<crate::kaslr::place::KernelPlace>>,
     /// Where the vCPUs' control registers at trap exits go, when something may trace.
     pub(crate) paging: Option<Arc<crate::trace::GuestPaging>>,
 }
@@ -134,6 +142,27 @@ impl Dispatcher {
 }
 
 impl ExitHandler for Dispatcher {
+    fn wants_kernel_state(&self, cpu: usize) -> bool {
+        self.kernel_place.as_ref().is_some_and(|p| p.wants(cpu))
+    }
+
+    fn kernel_state(&self, _cpu: usize, state: &vcpu::KernelState) {
+        if let Some(p) = &self.kernel_place {
+            p.observe(state);
+        }
+    }
+
+    fn read_guest(
+        &self,
+        _cpu: usize,
+        sregs: &kvm_bindings::kvm_sregs,
+        addr: u64,
+        buf: &mut [u8],
+    ) -> bool {
+        let translation = crate::trace::paging::Translation::of(sregs);
+        crate::trace::paging::read(&self.memory, translation, addr, buf)
+    }
+
     fn io_in(&self, cpu: usize, port: u16, data: &mut [u8]) -> Result<(), String> {
         match Self::com1_offset(port) {
             Some(offset) => {
@@ -241,6 +270,9 @@ impl ExitHandler for Dispatcher {
     }
 
     fn hlt(&self, cpu: usize, regs: &mut kvm_bindings::kvm_regs) -> Result<HltAction, String> {
+        if self.lzcnt.on_hlt(&self.memory, regs) {
+            return Ok(HltAction::Resume);
+        }
         if let Some((probes, memory)) = &self.probes {
             let rip = regs.rip;
             if let Some(action) = trap_action(probes, memory, cpu, TrapKind::Hlt, rip, regs)? {

@@ -110,6 +110,18 @@ pub enum VmmError {
         #[source]
         source: LoadError,
     },
+    /// A bzImage's compressed kernel could not be read (for its symbols and types).
+    #[error("cannot read the kernel inside bzImage {image}: {source}")]
+    BzImage {
+        /// The image's name or path.
+        image: String,
+        /// Why.
+        #[source]
+        source: tracer::bzimage::BzImageError,
+    },
+    /// A bzImage kernel's KASLR slide cannot be tracked (symbols it needs are missing).
+    #[error("cannot trace the bzImage's kernel: {0}")]
+    Kaslr(String),
     /// The D program could not be set up.
     #[error(transparent)]
     Trace(#[from] crate::trace::TraceError),

@@ -1,7 +1,8 @@
 //! Guest-physical memory layout and the creation of guest RAM.
 //!
 //! ```text
-//! 0x0000_0500  GDT (null, 64-bit code 0x08, data 0x10, TSS 0x18)
+//! 0x0000_0500  GDT (null, 64-bit code 0x08, data 0x10, TSS 0x18); a bzImage's at 0x540
+//!              (null, null, code 0x10, data 0x18, TSS 0x20)
 //! 0x0000_1000  boot-info block (RDI at entry), command line at 0x1100
 //! 0x0000_2000  PML4, 0x3000 PDPT, 0x4000..0x7fff four page directories (identity map, 4 GiB)
 //! 0x0000_8000  free for the guest (real-mode trampolines go here) .. 0x9_f000
@@ -19,6 +20,8 @@ use crate::error::VmmError;
 
 /// Address of the GDT.
 pub const GDT_ADDR: u64 = 0x500;
+/// Address of the GDT a bzImage's 64-bit entry gets (`crate::boot::linux_gdt`), after the VMM's.
+pub const LINUX_GDT_ADDR: u64 = 0x540;
 /// Address of the boot-info block passed in RDI.
 pub const BOOT_INFO_ADDR: u64 = 0x1000;
 /// Address of the command line (inside the boot-info page).

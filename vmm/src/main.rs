@@ -60,9 +60,12 @@ fn list_probes(args: &ListArgs) -> Result<ExitCode> {
     let image = image(args.guest.as_deref(), args.kernel.as_deref())?;
     // `.symtab` where the image has one, else the kernel's own kallsyms (a distribution's
     // vmlinux).
-    let symbols = tracer::symbols::ElfSymbols::load(&image.bytes)
+    // A bzImage's symbols and types are in the kernel ELF its payload decompresses to.
+    let elf = tracer::bzimage::kernel_elf(&image.bytes)
         .with_context(|| format!("cannot list the probes of {}", image.name))?;
-    let probes = tracer::probes::catalogue(&image.bytes, &symbols);
+    let symbols = tracer::symbols::ElfSymbols::load(&elf)
+        .with_context(|| format!("cannot list the probes of {}", image.name))?;
+    let probes = tracer::probes::catalogue(&elf, &symbols);
     let pattern = args.pattern.as_deref().unwrap_or("");
     let matching: Vec<_> = (1..)
         .zip(&probes)
@@ -75,7 +78,7 @@ fn list_probes(args: &ListArgs) -> Result<ExitCode> {
         print!("{}", tracer::probes::listing(matching));
         return Ok(ExitCode::SUCCESS);
     }
-    let btf = match tracer::btf::Btf::from_elf(&image.bytes) {
+    let btf = match tracer::btf::Btf::from_elf(&elf) {
         Ok(btf) => Some(btf),
         Err(e) => {
             eprintln!("hvtrace: no prototypes for {}: {e}", image.name);
@@ -178,10 +181,6 @@ fn print_trap_strategy(irqchip: vmm::IrqChipMode) {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    if args.verbose {
-        print_trap_strategy(args.irqchip);
-        vmm::probes::report_lifts(true);
-    }
     let config = VmConfig {
         image: image(args.g.guest.as_deref(), args.g.kernel.as_deref())?,
         cpus: args.g.cpus,
@@ -198,6 +197,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
             .timeline
             .as_ref()
             .map(|_| vmm::timeline::Timeline::new(vmm::timeline::DEFAULT_MAX_EVENTS)),
+        verbose: args.verbose,
     };
     let timeline = config.timeline.clone();
     let title = format!(
@@ -209,6 +209,13 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         VmmError::Trace(t) => anyhow::Error::new(t),
         other => anyhow::Error::new(other).context("cannot start the VM"),
     })?;
+    // After the VM exists: on this project's software KVM, a guest created after the probes'
+    // throwaway VMs ran its bzImage decompressor many times slower (measured: no output in
+    // 25 s, against 2 MiB in 25 s when the probes ran after it).
+    if args.verbose {
+        print_trap_strategy(args.irqchip);
+        vmm::probes::report_lifts(true);
+    }
     let end = vm.end_handle();
     on_ctrl_c(move || end.end())?;
     let outcome = vm.run()?;

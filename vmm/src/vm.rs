@@ -1,6 +1,6 @@
 //! Building a VM from a [`VmConfig`] and running it to an [`Outcome`].
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kvm_bindings::{
@@ -12,7 +12,10 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 use vcpu::{VcpuHandle, World};
 
 use crate::acpi;
-use crate::boot::{entry_regs, long_mode_sregs, write_boot_tables, BootInfo};
+use crate::boot::{
+    entry_regs, linux64_entry_regs, linux_long_mode_sregs, long_mode_sregs, write_boot_tables,
+    BootInfo,
+};
 use crate::boot32;
 use crate::control::{ControlContext, ControlSocket};
 use crate::cpuid::{patch_for_emulated_apic, patch_for_vcpu};
@@ -22,22 +25,28 @@ use crate::devices::{DebugExit, ExitConvention, PciBus, SerialPort};
 use crate::disasm::decode_one;
 use crate::dispatch::{Dispatcher, GuestRam, SerialOut};
 use crate::error::{kvm, VmmError};
+use crate::host_lzcnt::decompressor_traps;
 use crate::host_traps::{trap_strategy, TrapStrategy};
 use crate::irqchip::clock::GuestClock;
 use crate::irqchip::emulated::EmulatedIrqchip;
 use crate::irqchip::split::SplitIoapic;
 use crate::irqchip::{self, IrqChipMode};
+use crate::kaslr::place::KernelPlace;
 use crate::layout::create_guest_memory;
 use crate::loader::{load_image, BootProtocol, LoadedImage, Module};
 use crate::mptable;
 use crate::outcome::{EndHandle, EndSignal, Ending, FaultDetails, Outcome, VcpuStatus};
-use crate::probes::{named_exactly, AddressMap, HitHook, ProbeError, ProbeSet};
+use crate::probes::{AddressMap, HitHook, ProbeError, ProbeSet};
 use crate::timeline::{ApicFanOut, Timeline};
 use crate::trace::{
     plan, GuestPaging, LocalSink, Sessions, TraceSpec, TraceTarget, Tracing, VcpuAccess,
 };
+use tracer::bzimage::kernel_elf;
 use tracer::probes::catalogue;
 use tracer::symbols::ElfSymbols;
+
+mod arming;
+use arming::{Arming, SessionStart};
 
 /// Most vCPUs a VM may have: APIC IDs 0-254 (255 is the xAPIC broadcast ID).
 pub const MAX_CPUS: usize = 254;
@@ -79,6 +88,8 @@ pub struct VmConfig {
     pub control: Option<std::path::PathBuf>,
     /// Record what every vCPU does (`--timeline`, `compare`).
     pub timeline: Option<Arc<Timeline>>,
+    /// `-v`: say on stderr when and where deferred probes are armed (a bzImage's KASLR).
+    pub verbose: bool,
 }
 
 /// Opens `/dev/kvm` with an error that says how to fix the usual problems.
@@ -110,8 +121,11 @@ pub struct Vm {
     vcpus: Vec<VcpuHandle>,
     apic: Option<Arc<EmulatedIrqchip>>,
     probes: Option<Arc<ProbeSet>>,
-    /// The D program of `run -n`, if any.
-    tracing: Option<Arc<Tracing>>,
+    /// The D program of `run -n`, if any (set later when its probes wait for a bzImage
+    /// kernel's KASLR slide).
+    tracing: Arc<OnceLock<Arc<Tracing>>>,
+    /// A bzImage kernel's place, found while it runs (deferred arming, attaching clients).
+    place: Option<Arc<KernelPlace>>,
     /// Every running trace session (the run's own and attached ones).
     sessions: Arc<Sessions>,
     /// The control socket, bound, with what attached clients need; served from `run`.
@@ -161,11 +175,13 @@ impl Vm {
             image: config.image.name.clone(),
             source,
         })?;
+        let lzcnt = decompressor_traps(&memory, &config.image.bytes, &loaded, config.irqchip)?;
         for warning in &loaded.warnings {
             eprintln!("hvtrace: warning: {warning}");
         }
         let multiboot = matches!(loaded.protocol, BootProtocol::Multiboot { .. });
         let pvh = matches!(loaded.protocol, BootProtocol::Pvh { .. });
+        let bzimage = matches!(loaded.protocol, BootProtocol::Linux64 { .. });
         mptable::write(&memory, config.cpus as u8)?;
 
         let use_sync_regs = kvm_handle.check_extension(Cap::SyncRegs);
@@ -195,15 +211,26 @@ impl Vm {
         let traced =
             !config.probes.is_empty() || config.trace.is_some() || config.control.is_some();
         let mut control = None;
-        let (probes, tracing) = if traced {
-            let symbols = ElfSymbols::load(&config.image.bytes).map_err(ProbeError::from)?;
-            let mut all = catalogue(&config.image.bytes, &symbols);
+        let end = Arc::new(EndSignal::default());
+        let tracing: Arc<OnceLock<Arc<Tracing>>> = Arc::new(OnceLock::new());
+        let mut place = None;
+        let probes = if traced {
+            // A bzImage's symbols, types and probe sites come from the kernel ELF its payload
+            // decompresses to.
+            let kernel = kernel_elf(&config.image.bytes).map_err(|source| VmmError::BzImage {
+                image: config.image.name.clone(),
+                source,
+            })?;
+            let kernel: Arc<Vec<u8>> = Arc::new(kernel.into_owned());
+            let symbols = ElfSymbols::load(&kernel).map_err(ProbeError::from)?;
+            let mut all = catalogue(&kernel, &symbols);
             // A Linux kernel's BTF types `args[N]` and `->`, and its kallsyms locate the
-            // current task; read once per VM, for `run -n` and every attaching client.
-            let kernel = Arc::new(crate::trace::kernel_types(&config.image.bytes));
-            paging.set_wants_kernel_gs_base(kernel.is_ok());
+            // current task (per-CPU offsets are absolute: no slide); read once per VM, for
+            // `run -n` and every attaching client.
+            let kernel_types = Arc::new(crate::trace::kernel_types(&kernel));
+            paging.set_wants_kernel_gs_base(kernel_types.is_ok());
             let planned = match &config.trace {
-                Some(spec) => Some(plan(spec, &all, &kernel)?),
+                Some(spec) => Some(plan(spec, &all, &kernel_types)?),
                 None => None,
             };
             let raw = ProbeSet::resolve(&all, &config.probes)?;
@@ -211,7 +238,7 @@ impl Vm {
                 !raw.is_empty() || planned.as_ref().is_some_and(|p| !p.fbt.is_empty());
             // fbt decodes and emulates 64-bit code: a 32-bit image (an ELF32 multiboot kernel)
             // gets no fbt probes, here or from an attaching client.
-            if config.image.bytes.get(4) == Some(&1) {
+            if kernel.get(4) == Some(&1) {
                 if needs_traps {
                     return Err(VmmError::FbtNeeds64BitCode);
                 }
@@ -233,71 +260,119 @@ impl Vm {
                 paging: Arc::clone(&paging),
                 cpus: config.cpus,
                 boot,
-                kernel,
+                kernel: kernel_types,
             };
-            let probes = Arc::new(
-                ProbeSet::new(config.cpus, strategy)
-                    .with_address_map(AddressMap::new(loaded.mappings.clone())),
-            );
+            let mut probe_set = ProbeSet::new(config.cpus, strategy);
+            if !bzimage {
+                probe_set = probe_set.with_address_map(AddressMap::new(loaded.mappings.clone()));
+            }
+            let probes = Arc::new(probe_set);
             probes.set_paging(Arc::clone(&paging));
             probes.set_sync_observer(sessions.clone());
             if let Some(t) = &config.timeline {
                 probes.set_timeline(Arc::clone(t));
             }
-            if !raw.is_empty() {
-                probes.arm(
-                    probes.new_session(),
-                    &config.image.bytes,
-                    &symbols,
-                    &memory,
-                    &raw,
-                    &named_exactly(config.probes.iter().map(String::as_str)),
-                    None,
-                )?;
+            // A bzImage's kernel is not where its link addresses say until it runs: probes
+            // wait for its KASLR slide (crate::kaslr). A PVH vmlinux runs at its link
+            // addresses; its place is still checked for attaching clients (slide 0).
+            if bzimage {
+                let p = KernelPlace::new(
+                    &kernel,
+                    symbols.clone(),
+                    memory.clone(),
+                    Some(Arc::clone(&probes)),
+                    boot,
+                )
+                .map_err(VmmError::Kaslr)?;
+                place = Some(Arc::new(p));
+            } else if pvh && config.control.is_some() {
+                place = KernelPlace::new(&kernel, symbols.clone(), memory.clone(), None, boot)
+                    .ok()
+                    .map(Arc::new);
             }
-            let tracing = match (planned, &config.trace) {
-                (Some(plan), Some(spec)) => {
-                    let fbt = plan.fbt.clone();
-                    let descriptions = plan.descriptions();
-                    let explicit = named_exactly(descriptions.iter().map(String::as_str));
-                    let sink = LocalSink::for_spec(spec)?;
-                    let tracing = Tracing::new(spec, plan, &all, &target, Box::new(sink));
-                    if let Some(Ok(choice)) = &choice {
-                        tracing.announce(&choice.announcement());
-                    }
-                    let id = probes.new_session();
-                    if !fbt.is_empty() {
-                        let hook: Arc<dyn HitHook> = tracing.clone();
-                        probes.arm(
-                            id,
-                            &config.image.bytes,
-                            &symbols,
-                            &memory,
-                            &fbt,
-                            &explicit,
-                            Some(hook),
-                        )?;
-                    }
-                    sessions.add(id, Arc::clone(&tracing));
-                    Some(tracing)
-                }
-                _ => None,
+            let arming = Arming {
+                probes: Arc::clone(&probes),
+                kernel: Arc::clone(&kernel),
+                memory: memory.clone(),
+                verbose: config.verbose,
             };
+            if let (Some(place), true) = (&place, needs_traps && config.verbose) {
+                place.defer(Box::new(|found| eprintln!("hvtrace: {}", found.describe())));
+            }
+            if !raw.is_empty() {
+                let arming = arming.clone();
+                let named = config.probes.clone();
+                match &place {
+                    None => arming
+                        .arm(probes.new_session(), &symbols, &raw, &named, None)
+                        .map(|_| ())?,
+                    Some(place) => place.defer(Box::new(move |found| {
+                        let id = arming.probes.new_session();
+                        let _ = arming.arm_logged(id, found, &raw, &named, None);
+                    })),
+                }
+            }
+            if let (Some(plan), Some(spec)) = (planned, &config.trace) {
+                let sink = LocalSink::for_spec(spec)?;
+                let announcement = match &choice {
+                    Some(Ok(choice)) => Some(choice.announcement()),
+                    _ => None,
+                };
+                let start = SessionStart {
+                    spec: spec.clone(),
+                    catalogue: all.clone(),
+                    target: target.clone(),
+                    sessions: Arc::clone(&sessions),
+                    slot: Arc::clone(&tracing),
+                    end: EndHandle(Arc::clone(&end)),
+                    announcement,
+                };
+                let named = plan.descriptions();
+                match &place {
+                    Some(place) if !plan.fbt.is_empty() => {
+                        let arming = arming.clone();
+                        place.defer(Box::new(move |found| {
+                            let target = TraceTarget {
+                                symbols: found.symbols.clone(),
+                                ..start.target.clone()
+                            };
+                            let fbt = plan.fbt.clone();
+                            let t = start.create(plan, &target, Box::new(sink));
+                            let id = arming.probes.new_session();
+                            let hook: Arc<dyn HitHook> = t.clone();
+                            if arming.arm_logged(id, found, &fbt, &named, Some(hook)) {
+                                start.begin(id, t, true);
+                            }
+                        }));
+                    }
+                    _ => {
+                        let fbt = plan.fbt.clone();
+                        let t = start.create(plan, &target, Box::new(sink));
+                        let id = probes.new_session();
+                        if !fbt.is_empty() {
+                            let hook: Arc<dyn HitHook> = t.clone();
+                            arming.arm(id, &symbols, &fbt, &named, Some(hook))?;
+                        }
+                        start.begin(id, t, false);
+                    }
+                }
+            }
             if let Some(path) = &config.control {
                 let socket = ControlSocket::bind(path)?;
                 let ctx = ControlContext {
-                    image: config.image.bytes.clone(),
+                    image: kernel.to_vec(),
                     catalogue: all,
                     target: target.clone(),
                     probes: Arc::clone(&probes),
                     sessions: Arc::clone(&sessions),
                     trap_choice: choice.unwrap_or_else(|| trap_strategy(config.irqchip)),
+                    kernel_place: place.clone(),
                 };
                 control = Some((socket, Arc::new(ctx)));
             }
-            (Some(probes), tracing)
+            Some(probes)
         } else {
-            (None, None)
+            None
         };
         write_boot_tables(
             &memory,
@@ -305,8 +380,8 @@ impl Vm {
                 cpu_count: config.cpus as u32,
                 bsp_apic_id: 0,
                 mem_size: config.mem,
-                // Multiboot and PVH kernels find their command line in their own structures.
-                cmdline: if multiboot || pvh {
+                // Multiboot and Linux kernels find their command line in their own structures.
+                cmdline: if multiboot || pvh || bzimage {
                     String::new()
                 } else {
                     config.cmdline.clone()
@@ -329,7 +404,6 @@ impl Vm {
             (None, Some(ioapic)) => Some(ioapic.clone()),
             (None, None) => Some(vm.clone()),
         };
-        let end = Arc::new(EndSignal::default());
         let dispatcher = Arc::new(Dispatcher {
             serial: SerialPort::new(IrqLine::new(irq_lines.clone()), config.serial_out),
             debug_exit: DebugExit {
@@ -349,6 +423,9 @@ impl Vm {
             probes: probes.clone().map(|p| (p, memory.clone())),
             sessions: Arc::clone(&sessions),
             paging: probes.is_some().then(|| Arc::clone(&paging)),
+            memory: memory.clone(),
+            lzcnt,
+            kernel_place: place.clone(),
             timeline: config.timeline.clone(),
         });
         let mut vcpus = Vec::with_capacity(config.cpus);
@@ -376,6 +453,7 @@ impl Vm {
             apic,
             probes,
             tracing,
+            place,
             sessions,
             control,
             end,
@@ -410,13 +488,16 @@ impl Vm {
 
     /// Runs the VM until the guest exits, a vCPU faults, or the timeout expires.
     pub fn run(mut self) -> Result<Outcome, VmmError> {
-        if let Some(t) = &self.tracing {
+        if let Some(t) = self.tracing.get() {
             let end = self.end_handle();
             t.start(Box::new(move || end.end()), self.sessions.vcpus());
         }
         let control = self.control.take().map(|(socket, ctx)| socket.serve(ctx));
         for v in &self.vcpus {
             v.resume();
+        }
+        if let (Some(place), Some(bsp)) = (&self.place, self.vcpus.first()) {
+            place.start_polling(bsp.kicker());
         }
         let outcome = match self.end.wait(self.timeout) {
             Some(Ending::Exit(status)) => Outcome::GuestExit(status),
@@ -427,6 +508,14 @@ impl Vm {
                 vcpus: self.stop_all(),
             },
         };
+        if let Some(place) = &self.place {
+            place.stop();
+            if place.pending() {
+                eprintln!(
+                    "hvtrace: probes were never armed: the kernel's KASLR slide was not found (vCPU 0 never loaded idt_table; the bzImage was still decompressing or in its earliest boot)"
+                );
+            }
+        }
         let cpus = self.vcpus.len();
         for v in self.vcpus {
             if let Err(e) = v.join(STOP_BOUND) {
@@ -447,7 +536,7 @@ impl Vm {
         if let Some(probes) = &self.probes {
             probes.disarm_all(&self.memory);
         }
-        let trace_exit = self.tracing.as_ref().and_then(|t| t.finish());
+        let trace_exit = self.tracing.get().and_then(|t| t.finish());
         let outcome = match (outcome, trace_exit) {
             (Outcome::Stopped, Some(status)) => Outcome::TraceExit(status as u8),
             (outcome, _) => outcome,
@@ -573,6 +662,10 @@ fn setup_bsp(fd: &VcpuFd, loaded: &LoadedImage) -> Result<(), VmmError> {
         BootProtocol::Multiboot { mbi } => {
             boot32::protected_mode_sregs(&mut sregs);
             boot32::entry_regs(loaded.entry, mbi)
+        }
+        BootProtocol::Linux64 { boot_params } => {
+            linux_long_mode_sregs(&mut sregs);
+            linux64_entry_regs(loaded.entry, boot_params)
         }
         BootProtocol::Pvh { start_info } => {
             boot32::protected_mode_sregs(&mut sregs);

@@ -44,7 +44,7 @@ pub enum SymbolError {
 }
 
 /// One executable section with file contents: maps guest addresses back into the image.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct TextSection {
     address: u64,
     size: u64,
@@ -61,6 +61,9 @@ pub struct ElfSymbols {
     text: Vec<TextSection>,
     /// Addresses of the section-boundary symbols of [`MARKERS`] the image has.
     markers: Vec<(&'static str, u64)>,
+    /// How far every address here is from the image's link address (a KASLR slide; 0 unless
+    /// made by [`ElfSymbols::slid`]).
+    slide: u64,
 }
 
 /// Linker-defined symbols that bound tables the kernel keeps in its data (no section of
@@ -129,6 +132,7 @@ impl ElfSymbols {
             table: SymbolTable::new(functions),
             text: text_sections(&file),
             markers,
+            slide: 0,
         })
     }
 
@@ -151,6 +155,7 @@ impl ElfSymbols {
             table: SymbolTable::new(kallsyms.functions(&ranges, KERNEL_MODULE)),
             text,
             markers,
+            slide: 0,
         })
     }
 
@@ -161,6 +166,45 @@ impl ElfSymbols {
             Err(SymbolError::NoSymbolTable) => Self::from_kallsyms(image),
             other => other,
         }
+    }
+
+    /// The same functions and text sections moved by `slide` bytes (a KASLR kernel runs at
+    /// its link addresses plus the slide): every address the tracer then sees, looks up or
+    /// traps is the address the guest runs at. `function_bytes`/`bytes_at` still read the
+    /// image's bytes, at the slid addresses.
+    pub fn slid(&self, slide: u64) -> ElfSymbols {
+        let functions = self
+            .table
+            .functions()
+            .iter()
+            .map(|f| Function {
+                address: f.address.wrapping_add(slide),
+                ..f.clone()
+            })
+            .collect();
+        ElfSymbols {
+            table: SymbolTable::new(functions),
+            text: self
+                .text
+                .iter()
+                .map(|s| TextSection {
+                    address: s.address.wrapping_add(slide),
+                    ..*s
+                })
+                .collect(),
+            markers: self
+                .markers
+                .iter()
+                .map(|&(m, a)| (m, a.wrapping_add(slide)))
+                .collect(),
+            slide: self.slide.wrapping_add(slide),
+        }
+    }
+
+    /// How far these addresses are from the image's link addresses (the KASLR slide of
+    /// [`ElfSymbols::slid`]; 0 for symbols read from the image).
+    pub fn slide(&self) -> u64 {
+        self.slide
     }
 
     /// The bytes of `function` as stored in `image` (the same image this was parsed from),
@@ -241,6 +285,23 @@ impl SymbolSource for ElfSymbols {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slide_moves_every_function_and_its_bytes() {
+        let image = smp();
+        let syms = ElfSymbols::load(image).unwrap();
+        let slid = syms.slid(0x20_0000);
+        assert_eq!(slid.functions().len(), syms.functions().len());
+        for f in syms.functions() {
+            let g = slid.by_name(&f.name).unwrap();
+            assert_eq!(g.address, f.address + 0x20_0000, "{}", f.name);
+            assert_eq!(
+                slid.lookup(g.address).map(|(h, o)| (&h.name, o)),
+                Some((&f.name, 0))
+            );
+            assert_eq!(slid.function_bytes(image, g), syms.function_bytes(image, f));
+        }
+    }
 
     fn smp() -> &'static [u8] {
         guest::find("smp").expect("smp guest").image

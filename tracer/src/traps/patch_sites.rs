@@ -128,13 +128,22 @@ impl KernelPatchSites {
                 missing: start,
             }),
         };
+        // The tables are read from the file at their link addresses; the code addresses in
+        // them are relative to each entry's own (slid) address, so they come out slid.
+        let slide = symbols.slide();
         let jump = bounds("__start___jump_table", "__stop___jump_table")?;
         let calls = bounds("__start_static_call_sites", "__stop_static_call_sites")?;
         if jump.is_some() || calls.is_some() {
             let file = object::File::parse(image)
                 .map_err(|e| PatchSitesError::Malformed(e.to_string()))?;
             if let Some((start, end)) = jump {
-                let table = read_virtual(&file, image, start, end, "__jump_table")?;
+                let table = read_virtual(
+                    &file,
+                    image,
+                    start.wrapping_sub(slide),
+                    end.wrapping_sub(slide),
+                    "__jump_table",
+                )?;
                 for (i, entry) in table.chunks_exact(16).enumerate() {
                     let at = start + (i as u64) * 16;
                     let code = relative(at, entry);
@@ -149,7 +158,13 @@ impl KernelPatchSites {
                 }
             }
             if let Some((start, end)) = calls {
-                let table = read_virtual(&file, image, start, end, ".static_call_sites")?;
+                let table = read_virtual(
+                    &file,
+                    image,
+                    start - slide,
+                    end - slide,
+                    ".static_call_sites",
+                )?;
                 for (i, entry) in table.chunks_exact(8).enumerate() {
                     let at = start + (i as u64) * 8;
                     let code = relative(at, entry);

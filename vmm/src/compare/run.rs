@@ -77,6 +77,7 @@ pub fn run_once(spec: &RunSpec, irqchip: IrqChipMode) -> Result<RunResult, VmmEr
         trace: None,
         control: None,
         timeline: Some(Arc::clone(&timeline)),
+        verbose: false,
     })?;
     let start = Instant::now();
     let outcome = vm.run()?;

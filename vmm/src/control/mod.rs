@@ -66,6 +66,9 @@ pub struct ControlContext {
     pub sessions: Arc<Sessions>,
     /// How fbt probes trap on this host with this irqchip (or why they cannot).
     pub trap_choice: Result<TrapChoice, NoTrapStrategy>,
+    /// A bzImage kernel's place: sessions wait (bounded) for its KASLR slide and use the
+    /// slid symbols.
+    pub kernel_place: Option<Arc<crate::kaslr::place::KernelPlace>>,
 }
 
 /// A bound control socket, not yet serving (removed again if dropped unserved, e.g. when the

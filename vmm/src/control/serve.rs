@@ -12,7 +12,7 @@ use super::lines::{LineReader, Polled};
 use super::protocol::{self, EndReason, MAX_REQUEST};
 use super::{ControlContext, POLL};
 use crate::probes::HitHook;
-use crate::trace::{plan, TraceSink, Tracing};
+use crate::trace::{plan, TraceSink, TraceTarget, Tracing};
 
 /// How long a client has to send its request after connecting.
 const REQUEST_BOUND: Duration = Duration::from_secs(10);
@@ -83,6 +83,9 @@ fn read_request(lines: &mut LineReader<UnixStream>, vm_ended: &AtomicBool) -> Op
     None
 }
 
+/// How long an attaching client waits for a bzImage kernel's KASLR slide.
+const SLIDE_BOUND: Duration = Duration::from_secs(5);
+
 /// An attached client's running program.
 struct Session {
     id: crate::probes::SessionId,
@@ -100,11 +103,28 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
     let fbt = plan.fbt.clone();
     let descriptions = plan.descriptions();
     let explicit = crate::probes::named_exactly(descriptions.iter().map(String::as_str));
+    // A bzImage's kernel: the slide now (asking vCPU 0), and symbols at their run addresses.
+    let target = match &ctx.kernel_place {
+        None => ctx.target.clone(),
+        Some(place) => {
+            let kicker = ctx
+                .sessions
+                .vcpus()
+                .and_then(|v| v.kickers.first().cloned())
+                .ok_or("the VM has no vCPUs to ask for the kernel's KASLR slide")?;
+            let found = place.wait(&kicker, SLIDE_BOUND)?;
+            sink.stderr(&format!("hvtrace: {}\n", found.describe()));
+            TraceTarget {
+                symbols: found.symbols.clone(),
+                ..ctx.target.clone()
+            }
+        }
+    };
     let tracing = Tracing::new(
         &spec,
         plan,
         &ctx.catalogue,
-        &ctx.target,
+        &target,
         Box::new(Arc::clone(sink)),
     );
     if let (false, Ok(choice)) = (fbt.is_empty(), &ctx.trap_choice) {
@@ -117,8 +137,8 @@ fn attach(request: &str, ctx: &ControlContext, sink: &Arc<SocketSink>) -> Result
             .arm(
                 id,
                 &ctx.image,
-                &ctx.target.symbols,
-                &ctx.target.memory,
+                &target.symbols,
+                &target.memory,
                 &fbt,
                 &explicit,
                 Some(hook),

@@ -9,6 +9,9 @@
 //!   protocol: 32-bit protected mode, EBX = an `hvm_start_info` with the memory map, command
 //!   line (a default one when none is given, [`pvh::DEFAULT_CMDLINE`]), modules (the initramfs)
 //!   and ACPI root pointer.
+//! - a Linux **bzImage** (the setup header's "HdrS", see [`bzimage`]) boots through the x86
+//!   64-bit boot protocol: long mode, RSI = the zero page (`boot_params`) with the e820 map,
+//!   command line (the same default as PVH) and initrd.
 //! - any other image must be an ELF64 x86_64 executable ([`elf`]), entered in 64-bit long mode
 //!   with hvtrace's boot-info block (`crate::boot`).
 //! - an image that is both, an ELF64 x86_64 executable with a multiboot header whose a.out-kludge
@@ -20,6 +23,7 @@
 //! Every loaded range must lie in RAM and stay clear of the VMM's own tables (see
 //! [`crate::layout`]); nothing is written before the whole image has been checked.
 
+pub mod bzimage;
 #[cfg(test)]
 mod dual_boot_tests;
 pub mod elf;
@@ -105,7 +109,7 @@ pub enum LoadError {
     #[error("--module/--initrd need a multiboot or PVH (Linux vmlinux) kernel; this image is an ELF64 booted with hvtrace's own 64-bit protocol, which has no modules")]
     ModulesNeedMultiboot,
     /// More modules than the PVH start info holds.
-    #[error("{count} modules given; a PVH kernel gets at most {max}")]
+    #[error("{count} modules given; this kernel takes at most {max} (a PVH kernel 8, a bzImage only its --initrd)")]
     TooManyModules {
         /// Modules given.
         count: usize,
@@ -146,6 +150,12 @@ pub enum BootProtocol {
     Multiboot {
         /// Physical address of the multiboot information structure.
         mbi: u64,
+    },
+    /// The x86 64-bit boot protocol of a bzImage: long mode with the boot protocol's GDT
+    /// (`__BOOT_CS` 0x10, `__BOOT_DS` 0x18), RSI = the zero page.
+    Linux64 {
+        /// Physical address of the zero page (`struct boot_params`).
+        boot_params: u64,
     },
     /// Xen's PVH entry: 32-bit protected mode, paging off, EBX = the `hvm_start_info`.
     Pvh {
@@ -278,7 +288,8 @@ pub fn native_despite_multiboot(
     }
 }
 
-/// Loads `image` into `memory` (a guest of `mem` bytes): a multiboot kernel with its
+/// Loads `image` into `memory` (a guest of `mem` bytes): a bzImage with its initrd and command
+/// line (the default Linux one when empty), a multiboot kernel with its
 /// `modules` and `cmdline`, a PVH kernel with its modules, command line (the default Linux one
 /// when empty) and `rsdp` (the ACPI root pointer, 0 for none), or else an ELF64 image (which
 /// takes no modules).
@@ -290,6 +301,18 @@ pub fn load_image(
     cmdline: &str,
     rsdp: u64,
 ) -> Result<LoadedImage, LoadError> {
+    if bzimage::is_bzimage(image) {
+        let inputs = bzimage::BzInputs {
+            modules,
+            cmdline: if cmdline.is_empty() {
+                pvh::DEFAULT_CMDLINE
+            } else {
+                cmdline
+            },
+            rsdp,
+        };
+        return bzimage::load(memory, mem, image, &inputs);
+    }
     match multiboot::find_header(image)? {
         Some(header) if !native_despite_multiboot(image, mem, &header) => {
             multiboot::load(memory, mem, image, &header, modules, cmdline)

@@ -91,7 +91,11 @@ pub fn pvh_entry(image: &[u8]) -> Option<u64> {
 
 /// Where each module goes: page-aligned, packed downwards from the top of RAM below the MMIO
 /// hole, the first module highest. Each must stay above `kernel_end`.
-fn place_modules(modules: &[Module], kernel_end: u64, mem: u64) -> Result<Vec<u64>, LoadError> {
+pub(crate) fn place_modules(
+    modules: &[Module],
+    kernel_end: u64,
+    mem: u64,
+) -> Result<Vec<u64>, LoadError> {
     if modules.len() > MAX_MODULES {
         return Err(LoadError::TooManyModules {
             count: modules.len(),

@@ -23,6 +23,11 @@ pub struct AddressMap {
 }
 
 impl AddressMap {
+    /// No mappings: every address is its own guest-physical address.
+    pub const IDENTITY: AddressMap = AddressMap {
+        mappings: Vec::new(),
+    };
+
     /// A map of `mappings` (identity outside them).
     pub fn new(mappings: Vec<Mapping>) -> Self {
         AddressMap { mappings }

@@ -202,6 +202,9 @@ struct Armed {
     checked: HashMap<u64, (u64, Result<(), String>)>,
 }
 
+/// The map of a set whose image needs none (a static, so views can borrow it).
+static IDENTITY: AddressMap = AddressMap::IDENTITY;
+
 /// A single step in progress on one vCPU: the trap's site and kind, and the stop of the
 /// others that covers it.
 type Stepping = (u64, TrapKind, ReportedStop<vcpu::OwnedStopGuard>);
@@ -227,7 +230,8 @@ pub struct ProbeSet {
     step_owner: AtomicUsize,
     next_session: AtomicU64,
     /// Where the image's text lies in guest-physical memory.
-    map: AddressMap,
+    /// (Set once: at construction, or when a KASLR kernel's slide is known, before arming.)
+    map: OnceLock<AddressMap>,
     /// Each vCPU's translation at its trap exits, for the stack of emulated instructions.
     paging: OnceLock<Arc<GuestPaging>>,
     /// The image's return thunks (set by the first arming).
@@ -277,7 +281,7 @@ impl ProbeSet {
             next_session: AtomicU64::new(1),
             observer: OnceLock::new(),
             timeline: OnceLock::new(),
-            map: AddressMap::default(),
+            map: OnceLock::new(),
             paging: OnceLock::new(),
             thunks: OnceLock::new(),
             patch_sites: OnceLock::new(),
@@ -298,9 +302,15 @@ impl ProbeSet {
     }
 
     /// This set with the image's text found through `map` (identity by default).
-    pub fn with_address_map(mut self, map: AddressMap) -> Self {
-        self.map = map;
+    pub fn with_address_map(self, map: AddressMap) -> Self {
+        let _ = self.map.set(map);
         self
+    }
+
+    /// Finds the image's text through `map` from now on (a KASLR kernel's, once its slide is
+    /// known); false if a map was already set (it stays).
+    pub fn set_address_map(&self, map: AddressMap) -> bool {
+        self.map.set(map).is_ok()
     }
 
     /// Emulated stack accesses go through each vCPU's page tables as `paging` records them
@@ -318,7 +328,7 @@ impl ProbeSet {
         };
         ProbeMemory {
             ram: memory,
-            map: &self.map,
+            map: self.map.get().unwrap_or(&IDENTITY),
             translation,
         }
     }

@@ -108,21 +108,33 @@ impl GuestPaging {
         let Some(s) = self.slots.get(cpu) else {
             return Translation::Physical;
         };
-        let (cr0, cr4, efer) = (
+        Translation::from_registers(
             s.cr0.load(Ordering::Relaxed),
+            s.cr3.load(Ordering::Relaxed),
             s.cr4.load(Ordering::Relaxed),
             s.efer.load(Ordering::Relaxed),
-        );
+        )
+    }
+}
+
+impl Translation {
+    /// The translation CR0, CR3, CR4 and EFER describe.
+    pub fn from_registers(cr0: u64, cr3: u64, cr4: u64, efer: u64) -> Translation {
         if cr0 & CR0_PG == 0 {
             Translation::Physical
         } else if efer & EFER_LMA != 0 && cr4 & CR4_PAE != 0 {
             Translation::LongMode {
-                cr3: s.cr3.load(Ordering::Relaxed),
+                cr3,
                 la57: cr4 & CR4_LA57 != 0,
             }
         } else {
             Translation::Legacy
         }
+    }
+
+    /// The translation of a vCPU with system registers `sregs`.
+    pub fn of(sregs: &kvm_bindings::kvm_sregs) -> Translation {
+        Translation::from_registers(sregs.cr0, sregs.cr3, sregs.cr4, sregs.efer)
     }
 }
 
