@@ -116,6 +116,18 @@ fn fbt_sites_avoid_jump_labels_and_static_calls() {
     assert_eq!(of(PatchKind::JumpLabel), jumps.iter().copied().collect());
     assert_eq!(of(PatchKind::StaticCall), calls.iter().copied().collect());
 
+    // A KASLR kernel's symbols (moved by the slide a bzImage boot found): the same sites,
+    // each moved by the slide, with the same lengths.
+    let slide = 0x1ce0_0000;
+    let slid = KernelPatchSites::from_image(&image, &symbols.slid(slide)).expect("slid sites");
+    let moved: Vec<_> = patch
+        .sites()
+        .iter()
+        .map(|s| (s.start + slide, s.end + slide, s.kind))
+        .collect();
+    let got: Vec<_> = slid.sites().iter().map(|s| (s.start, s.end, s.kind)).collect();
+    assert_eq!(got, moved, "patch sites under a slide of {slide:#x}");
+
     // Every fbt site hvtrace resolves and accepts, against the tables parsed here.
     // A jump label is 2 bytes where the file holds a short `jmp` or `66 90`, else 5.
     let jump_len = |at: u64| match bytes_at(&file, &image, at, 2).as_deref() {
