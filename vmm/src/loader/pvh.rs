@@ -47,13 +47,14 @@ use crate::layout::{PVH_INFO_ADDR, PVH_MEMMAP_ADDR, PVH_MEMMAP_MAX, PVH_MODLIST_
 /// - `console=ttyS0 earlyprintk=serial,ttyS0,115200`: messages on COM1, from the earliest;
 /// - `noxsave`: hosts whose emulator lacks XSAVE/XRSTOR (HOST.md) kill the kernel at its
 ///   first XRSTOR otherwise;
-/// - `clearcpuid=popcnt,cx16,smap`: such hosts force POPCNT into CPUID and the emulator lacks
-///   it once alternatives patch it in; SLUB's `lock cmpxchg16b` (CX16) and SMAP's `clac`/`stac`
-///   are not emulated either.
+/// - `clearcpuid=popcnt,cx16,smap,ssse3`: such hosts force POPCNT into CPUID and the emulator
+///   lacks it once alternatives patch it in; SLUB's `lock cmpxchg16b` (CX16) and SMAP's
+///   `clac`/`stac` are not emulated either, nor the SSE of `blake2s_compress_ssse3` (SSSE3:
+///   the kernel then uses its generic C BLAKE2s).
 ///
 /// No `nokaslr`: the PVH entry does not randomise (the kernel even reports the word unknown).
 pub const DEFAULT_CMDLINE: &str =
-    "console=ttyS0 earlyprintk=serial,ttyS0,115200 noxsave clearcpuid=popcnt,cx16,smap";
+    "console=ttyS0 earlyprintk=serial,ttyS0,115200 noxsave clearcpuid=popcnt,cx16,smap,ssse3";
 
 /// `hvm_start_info.magic`.
 pub const START_MAGIC: u32 = 0x336e_c578;
