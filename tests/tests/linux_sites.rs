@@ -125,7 +125,11 @@ fn fbt_sites_avoid_jump_labels_and_static_calls() {
         .iter()
         .map(|s| (s.start + slide, s.end + slide, s.kind))
         .collect();
-    let got: Vec<_> = slid.sites().iter().map(|s| (s.start, s.end, s.kind)).collect();
+    let got: Vec<_> = slid
+        .sites()
+        .iter()
+        .map(|s| (s.start, s.end, s.kind))
+        .collect();
     assert_eq!(got, moved, "patch sites under a slide of {slide:#x}");
 
     // Every fbt site hvtrace resolves and accepts, against the tables parsed here.
