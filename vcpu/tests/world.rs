@@ -43,7 +43,7 @@ impl ExitHandler for Handler {
         if let Some(d) = self.slow_out {
             std::thread::sleep(d);
         }
-        if self.initiators.contains(&cpu) && n % self.stop_every == 0 {
+        if self.initiators.contains(&cpu) && n.is_multiple_of(self.stop_every) {
             if let Some(world) = self.world.get() {
                 match world.stop(BOUND) {
                     Ok(guard) => {

@@ -147,7 +147,7 @@ pub fn find_slide(
     }
     let idt_base = sregs.idt.base;
     let slide = idt_base.wrapping_sub(anchors.idt_table);
-    if idt_base < KERNEL_MAP || slide % SLIDE_ALIGN != 0 {
+    if idt_base < KERNEL_MAP || !slide.is_multiple_of(SLIDE_ALIGN) {
         return Ok(None);
     }
     let mut gate = [0u8; 16];

@@ -339,7 +339,7 @@ fn is_canonical48(addr: u64) -> bool {
 
 /// Even parity of the low byte, as PF reports it.
 fn parity(result: u64) -> u64 {
-    if (result as u8).count_ones() % 2 == 0 {
+    if (result as u8).count_ones().is_multiple_of(2) {
         rflags::PF
     } else {
         0

@@ -129,7 +129,7 @@ pub(super) fn decode_offset(offset: i32, base: u64, absolute_percpu: bool) -> u6
 
 /// Absolute u64 addresses at `table`, if [`plausible`].
 fn absolute_at(region: &Region<'_>, table: usize, n: usize) -> Option<Addresses> {
-    if table % 8 != 0 {
+    if !table.is_multiple_of(8) {
         return None;
     }
     let raw = region.get(table, 8 * n)?;

@@ -36,7 +36,7 @@ struct Builder {
 
 impl Builder {
     fn align(&mut self) {
-        while self.out.len() % 8 != 0 {
+        while !self.out.len().is_multiple_of(8) {
             self.out.push(0);
         }
     }
