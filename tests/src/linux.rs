@@ -57,10 +57,21 @@ pub fn run_traced_vmlinux(
     timeout_s: u64,
     program: &str,
 ) -> Option<TracedRun> {
+    run_traced_vmlinux_with(test, cpus, timeout_s, &[], program)
+}
+
+/// [`run_traced_vmlinux`] with `extra` hvtrace flags (such as `-v`) before the program.
+pub fn run_traced_vmlinux_with(
+    test: &str,
+    cpus: usize,
+    timeout_s: u64,
+    extra: &[&str],
+    program: &str,
+) -> Option<TracedRun> {
     let vmlinux = vmlinux_on_kvm_or_skip(test)?;
     let trace_file = crate::temp_file(&format!("{}-trace.txt", test.replace(':', "_")), b"");
     let (cpus, timeout) = (cpus.to_string(), timeout_s.to_string());
-    let args = [
+    let mut args = vec![
         "run",
         "--kernel",
         vmlinux.to_str().expect("UTF-8 path"),
@@ -70,13 +81,25 @@ pub fn run_traced_vmlinux(
         "256M",
         "--timeout",
         &timeout,
+    ];
+    args.extend_from_slice(extra);
+    args.extend([
         "-q",
         "-o",
         trace_file.to_str().expect("UTF-8 path"),
         "-n",
         program,
-    ];
+    ]);
     let run = crate::run_hvtrace(&args, std::time::Duration::from_secs(timeout_s + 60));
     let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
     Some(TracedRun { run, trace })
+}
+
+/// The last `n` lines of `text`, indented (for a failing boot test's "how far it got").
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|l| format!("    {l}\n"))
+        .collect()
 }

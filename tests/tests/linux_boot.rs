@@ -12,7 +12,7 @@
 //! hvtrace's `--timeout`; a failure says how far the boot got (the last console lines and probe
 //! records). On a software KVM (HOST.md) this takes about 40 s.
 
-use tests::linux::{run_traced_vmlinux, TracedRun};
+use tests::linux::{run_traced_vmlinux, tail, TracedRun};
 use vmm::loader::mbi::{memory_map, MMAP_RAM};
 
 /// Guest RAM of the run (`run_traced_vmlinux` gives 256 MiB).
@@ -59,15 +59,6 @@ fn after_first_page_edit(ranges: &[(u64, u64)]) -> Vec<(u64, u64)> {
             0 => (0x1000, size - 0x1000),
             _ => (base, size),
         })
-        .collect()
-}
-
-/// The last `n` lines of `text`, indented.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("    {l}\n"))
         .collect()
 }
 

@@ -15,10 +15,7 @@
 //! On this project's software KVM the boot takes about 3-4 minutes (the alternatives alone
 //! about 100 s); a failure says how far it got.
 
-use std::time::Duration;
-
-use tests::linux::linux_guest_or_skip;
-use tests::{kvm_or_skip, run_hvtrace, temp_file};
+use tests::linux::{run_traced_vmlinux_with, tail, TracedRun};
 
 /// hvtrace's own limit on the run; the test's bound is a minute more.
 const TIMEOUT_S: u64 = 420;
@@ -44,45 +41,14 @@ const COMPLAINTS: [&str; 7] = [
     "Kernel panic",
 ];
 
-/// The last `n` lines of `text`, indented.
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("    {l}\n"))
-        .collect()
-}
-
 #[test]
 fn probes_survive_the_kernels_own_text_patching() {
     let test = "linux_patching::probes_survive_the_kernels_own_text_patching";
-    if !kvm_or_skip(test) {
-        return;
-    }
-    let Some(vmlinux) = linux_guest_or_skip(test, "vmlinux") else {
+    let Some(TracedRun { run, trace }) =
+        run_traced_vmlinux_with(test, 1, TIMEOUT_S, &["-v"], PROGRAM)
+    else {
         return;
     };
-    let trace_file = temp_file("linux-patching-trace.txt", b"");
-    let timeout = TIMEOUT_S.to_string();
-    let args = [
-        "run",
-        "--kernel",
-        vmlinux.to_str().expect("UTF-8 path"),
-        "--cpus",
-        "1",
-        "--mem",
-        "256M",
-        "--timeout",
-        &timeout,
-        "-v",
-        "-q",
-        "-o",
-        trace_file.to_str().expect("UTF-8 path"),
-        "-n",
-        PROGRAM,
-    ];
-    let run = run_hvtrace(&args, Duration::from_secs(TIMEOUT_S + 60));
-    let trace = std::fs::read_to_string(&trace_file).unwrap_or_default();
     let records: Vec<&str> = trace.lines().filter(|l| !l.trim().is_empty()).collect();
     let lifts: Vec<&str> = run
         .stderr
