@@ -90,7 +90,9 @@
  * After each variant drain_all() enables interrupts on the BSP and waits
  * (bounded) until every mailbox is served and every AP idle, so a variant
  * that hung leaves the machine usable; it then checks that every call ran
- * func on every target. Output, one line per variant, then a summary:
+ * func on every target. After the last variant park_aps() leaves every AP
+ * halted with IF = 0 outside any handler, so the run ends with no interrupt
+ * half-handled. Output, one line per variant, then a summary:
  *
  *   xcall-lab: eoi-early: ok calls=50 rt_ns median=M p99=P expected=ok
  *   xcall-lab: mutual: HANG detected by deadman after 200 ms (cpu 0 waiting for cpu 1) deadmen=1 calls=1 expected=hang
@@ -272,6 +274,7 @@ FUNCTION(xcall_lab_main)
     test    %eax, %eax
     jnz     9f
     call    run_selected
+    call    park_aps
     call    print_summary
     jmp     9f
 .Lbad_magic:
@@ -639,6 +642,48 @@ FUNCTION(ap_idle)
     movl    $1, PC_CMD_DONE(%rbx)
     jmp     1b
 END(ap_idle)
+
+/*
+ * ap_park(): an AP's last command: reports itself done and halts with IF = 0
+ * for good, so no handler of it is still running when the BSP exits (a kick
+ * still pending then is never delivered). Never returns.
+ */
+FUNCTION(ap_park)
+    CPU_INDEX %rax
+    PCPU_OF %rax
+    movl    $1, PC_CMD_DONE(%rax)
+    call    halt_forever
+END(ap_park)
+
+/*
+ * park_aps(): hands every AP ap_park and waits (IF = 1, 4 deadman periods at
+ * most per AP) until it took it. An AP runs commands only from ap_idle, after
+ * its handlers returned, so once parked it has finished every interrupt it
+ * accepted: tracers counting handler entries against EOIs see whole pairs.
+ * An AP that never takes it (stuck) is left as it is: the outcome is already
+ * judged.
+ */
+FUNCTION(park_aps)
+    push    %rbp
+    mov     %rsp, %rbp
+    push    %rbx
+    push    %rbx
+    mov     $1, %ebx
+1:  cmp     ncpus(%rip), %ebx
+    jae     9f
+    mov     %ebx, %edi
+    lea     ap_park(%rip), %rsi
+    xor     %edx, %edx
+    call    post_cmd
+    mov     %ebx, %edi
+    call    wait_cmd_taken
+    inc     %ebx
+    jmp     1b
+9:  pop     %rbx
+    pop     %rbx
+    pop     %rbp
+    ret
+END(park_aps)
 
 /*
  * post_cmd(cpu = %edi, fn = %rsi, arg = %rdx): hands fn(arg) to AP `cpu`
@@ -1265,6 +1310,24 @@ FUNCTION(run_on_cpu)
     ret
 END(run_on_cpu)
 
+/*
+ * wait_cmd_taken(cpu = %edi) -> %eax: waits (IF = 1, 4 deadman periods at
+ * most) until AP cpu reports its command done: 0, or 1 on timeout.
+ */
+FUNCTION(wait_cmd_taken)
+    push    %rbp
+    mov     %rsp, %rbp
+    mov     %edi, %eax
+    PCPU_OF %rax
+    lea     PC_CMD_DONE(%rax), %rdi
+    mov     deadman_ticks(%rip), %rsi
+    shl     $2, %rsi
+    mov     $1, %edx
+    call    wait_until_set
+    pop     %rbp
+    ret
+END(wait_cmd_taken)
+
 /* wait_cmd_done(cpu = %edi) -> %eax: the command's result, or 1 (and a failure) on timeout. */
 FUNCTION(wait_cmd_done)
     push    %rbp
@@ -1272,14 +1335,10 @@ FUNCTION(wait_cmd_done)
     push    %rbx
     push    %rbx
     mov     %edi, %ebx
-    PCPU_OF %rbx
-    lea     PC_CMD_DONE(%rbx), %rdi
-    mov     deadman_ticks(%rip), %rsi
-    shl     $2, %rsi
-    mov     $1, %edx
-    call    wait_until_set
+    call    wait_cmd_taken
     test    %eax, %eax
     jnz     1f
+    PCPU_OF %rbx
     mov     PC_CMD_RESULT(%rbx), %eax
     jmp     2f
 1:  lea     msg_cmd_timeout(%rip), %rdi
