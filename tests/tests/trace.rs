@@ -349,3 +349,46 @@ fn scripts_read_guest_memory_through_the_guests_page_tables() {
     );
     assert!(out.stderr.contains("invalid address"), "{out:?}");
 }
+
+#[test]
+fn trace_records_never_split_a_guest_console_line() {
+    if !kvm_or_skip("trace_records_never_split_a_guest_console_line") {
+        return;
+    }
+    // A record for every byte the guest sends to its UART, printed while the guest is in the
+    // middle of its lines: the records go between the guest's lines, never into them.
+    let out = run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            "xcall-lab",
+            "--cpus",
+            "2",
+            "--cmdline",
+            "variant=eoi-early calls=5",
+            "-q",
+            "-n",
+            "fbt::serial_putc:entry { printf(\"hit %d\\n\", arg0); }",
+        ],
+        BOUND,
+    );
+    assert_eq!(out.status, Some(0), "{out:?}");
+    let mut console = String::new();
+    let mut from_hits = String::new();
+    for line in out.stdout.lines() {
+        match line.strip_prefix("hit ") {
+            Some(byte) => from_hits.push(char::from(byte.parse::<u8>().expect("a byte"))),
+            None if line.is_empty() => {}
+            None => {
+                assert!(line.starts_with("xcall-lab: "), "a split line: {line:?}");
+                console.push_str(line);
+                console.push('\n');
+            }
+        }
+    }
+    assert_eq!(console.lines().count(), 3, "{}", out.stdout);
+    assert_eq!(
+        from_hits, console,
+        "the records are the guest's bytes, in order"
+    );
+}

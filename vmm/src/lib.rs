@@ -8,6 +8,7 @@ pub mod boot;
 pub mod boot32;
 pub mod cli;
 pub mod compare;
+pub mod console;
 pub mod control;
 pub mod cpuid;
 pub mod devices;

@@ -189,7 +189,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         cmdline: args.g.cmdline.clone(),
         modules: modules(args.initrd.as_deref(), &args.modules)?,
         timeout: args.timeout,
-        serial_out: Box::new(std::io::stdout()),
+        serial_out: Box::new(vmm::console::stdout().guest()),
         probes: Vec::new(),
         trace: trace_spec(&args.d)?,
         control: args.control.clone(),
@@ -218,7 +218,10 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let end = vm.end_handle();
     on_ctrl_c(move || end.end())?;
-    let outcome = vm.run()?;
+    let outcome = vm.run();
+    // Whatever ended the run, the guest's unfinished last line is not lost.
+    vmm::console::settle_stdout();
+    let outcome = outcome?;
     if let (Some(path), Some(timeline)) = (&args.timeline, &timeline) {
         write_timeline(path, &title, args.g.cpus, timeline)?;
     }

@@ -536,6 +536,8 @@ impl Vm {
         if let Some(probes) = &self.probes {
             probes.disarm_all(&self.memory);
         }
+        // The guest's unfinished last line goes out before END's output.
+        crate::console::settle_stdout();
         let trace_exit = self.tracing.get().and_then(|t| t.finish());
         let outcome = match (outcome, trace_exit) {
             (Outcome::Stopped, Some(status)) => Outcome::TraceExit(status as u8),

@@ -14,7 +14,8 @@ pub trait TraceSink: Send + Sync {
     fn stderr(&self, text: &str);
 }
 
-/// Output to a writer (stdout or `-o FILE`), warnings to the process's stderr.
+/// Output to a writer (the stdout [`crate::console`], between the guest's lines, or `-o FILE`),
+/// warnings to the process's stderr.
 pub struct LocalSink {
     out: Mutex<Box<dyn Write + Send>>,
 }
@@ -31,7 +32,7 @@ impl LocalSink {
                     })?,
                 )
             }
-            None => Box::new(std::io::stdout()),
+            None => Box::new(crate::console::stdout().trace()),
         };
         Ok(LocalSink {
             out: Mutex::new(out),
