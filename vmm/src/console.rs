@@ -272,6 +272,19 @@ mod tests {
         }
     }
 
+    /// Calls `step` until something was written (10 s at most).
+    fn until_shown(out: &Captured, mut step: impl FnMut()) {
+        let start = Instant::now();
+        while out.text().is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the held line was never shown"
+            );
+            step();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn bytewise(w: &mut impl Write, text: &str) {
         for b in text.bytes() {
             w.write_all(&[b]).unwrap();
@@ -299,14 +312,7 @@ mod tests {
         let console = Console::new(Box::new(out.clone()), SHORT_IDLE);
         let (mut guest, mut trace) = (console.guest(), console.trace());
         bytewise(&mut guest, "login: ");
-        let start = Instant::now();
-        while out.text().is_empty() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the prompt was never shown"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        until_shown(&out, || {});
         assert_eq!(out.text(), "login: ");
         trace.write_all(b"hit\n").unwrap();
         bytewise(&mut guest, "root\n");
@@ -322,15 +328,7 @@ mod tests {
         };
         let console = Console::new(Box::new(out.clone()), hold);
         let mut guest = console.guest();
-        let start = Instant::now();
-        while out.text().is_empty() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the line was never shown"
-            );
-            bytewise(&mut guest, ".");
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        until_shown(&out, || bytewise(&mut guest, "."));
         assert!(out.text().chars().all(|c| c == '.'), "{}", out.text());
     }
 
