@@ -80,6 +80,10 @@ impl Goal {
     }
 }
 
+/// The note of a row whose difference of two timed runs came out <= 0.
+pub const BELOW_NOISE: &str =
+    "below the noise: a difference of two timed runs came out <= 0 (the machine was busy), rerun";
+
 /// One measured row.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
@@ -142,6 +146,21 @@ impl Row {
     /// With samples.
     pub fn samples(mut self, samples: Vec<f64>) -> Self {
         self.samples = samples;
+        self
+    }
+
+    /// For a row whose value or baseline is the difference of two timed runs: where one came
+    /// out <= 0 (a busy machine stretched the shorter run), the row says so in its note
+    /// ([`BELOW_NOISE`]) and judges no goal on it.
+    pub fn checked_difference(mut self) -> Self {
+        let baseline_bad = self.baseline.as_ref().is_some_and(|(_, b)| *b <= 0.0);
+        if self.value <= 0.0 || baseline_bad {
+            self.goal = Goal::Report;
+            self.note = match self.note.is_empty() {
+                true => BELOW_NOISE.into(),
+                false => format!("{}; {BELOW_NOISE}", self.note),
+            };
+        }
         self
     }
 
@@ -261,4 +280,32 @@ pub fn run_all(size: Size, only: &[String], progress: &mut dyn FnMut(&str)) -> V
         });
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_difference_at_or_below_zero_judges_nothing_and_says_why() {
+        let fine = Row::new("probes", "hit", 5.0, "µs")
+            .against("bare", 8.0)
+            .goal(Goal::MaxRatio(1.2))
+            .note("1.000 exits per hit")
+            .checked_difference();
+        assert_eq!(fine.goal, Goal::MaxRatio(1.2));
+        assert_eq!(fine.note, "1.000 exits per hit");
+        let negative = Row::new("exits", "bare", -4.7, "µs").checked_difference();
+        assert_eq!(negative.note, BELOW_NOISE);
+        let bad_baseline = Row::new("probes", "hit", 5.0, "µs")
+            .against("bare", -4.7)
+            .goal(Goal::MaxRatio(1.2))
+            .note("1.000 exits per hit")
+            .checked_difference();
+        assert_eq!(bad_baseline.goal, Goal::Report);
+        assert_eq!(bad_baseline.met(), None);
+        assert!(bad_baseline
+            .note
+            .starts_with("1.000 exits per hit; below the noise"));
+    }
 }
