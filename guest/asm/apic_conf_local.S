@@ -570,6 +570,7 @@ FUNCTION(check_esr_illegal_vector)
     xor     %edi, %edi
     call    ipi_send
     sti
+    WAIT_COUNT VEC_LVT_ERROR, 1, "error interrupts through LVT error (0xe9)"
     call    settle
     cli
     mov     $APIC_ESR, %edi
