@@ -43,6 +43,7 @@ use crate::trace::{
 };
 use tracer::bzimage::kernel_elf;
 use tracer::probes::catalogue;
+use tracer::symbols::kallsyms::ImageKallsyms;
 use tracer::symbols::ElfSymbols;
 
 mod arming;
@@ -222,12 +223,15 @@ impl Vm {
                 source,
             })?;
             let kernel: Arc<Vec<u8>> = Arc::new(kernel.into_owned());
-            let symbols = ElfSymbols::load(&kernel).map_err(ProbeError::from)?;
+            // A kernel without `.symtab` (a distribution's) has its functions, its current
+            // task and its KASLR anchors in kallsyms: decoded once here, for all three.
+            let kallsyms = ImageKallsyms::new(&kernel);
+            let symbols = ElfSymbols::load_with(&kallsyms).map_err(ProbeError::from)?;
             let mut all = catalogue(&kernel, &symbols);
             // A Linux kernel's BTF types `args[N]` and `->`, and its kallsyms locate the
             // current task (per-CPU offsets are absolute: no slide); read once per VM, for
             // `run -n` and every attaching client.
-            let kernel_types = Arc::new(crate::trace::kernel_types(&kernel));
+            let kernel_types = Arc::new(crate::trace::kernel_types(&kallsyms));
             paging.set_wants_kernel_gs_base(kernel_types.is_ok());
             let planned = match &config.trace {
                 Some(spec) => Some(plan(spec, &all, &kernel_types)?),
@@ -277,7 +281,7 @@ impl Vm {
             // addresses; its place is still checked for attaching clients (slide 0).
             if bzimage {
                 let p = KernelPlace::new(
-                    &kernel,
+                    &kallsyms,
                     symbols.clone(),
                     memory.clone(),
                     Some(Arc::clone(&probes)),
@@ -286,7 +290,7 @@ impl Vm {
                 .map_err(VmmError::Kaslr)?;
                 place = Some(Arc::new(p));
             } else if pvh && config.control.is_some() {
-                place = KernelPlace::new(&kernel, symbols.clone(), memory.clone(), None, boot)
+                place = KernelPlace::new(&kallsyms, symbols.clone(), memory.clone(), None, boot)
                     .ok()
                     .map(Arc::new);
             }
