@@ -1,5 +1,6 @@
 //! Building a VM from a [`VmConfig`] and running it to an [`Outcome`].
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -141,7 +142,7 @@ pub struct Vm {
 
 impl Vm {
     /// Builds the VM: memory, irqchip, image, boot tables, vCPUs (started paused).
-    pub fn new(config: VmConfig) -> Result<Vm, VmmError> {
+    pub fn new(mut config: VmConfig) -> Result<Vm, VmmError> {
         let kvm_handle = open_kvm()?;
         let max = max_cpus(&kvm_handle);
         if config.cpus == 0 || config.cpus > max {
@@ -217,12 +218,20 @@ impl Vm {
         let mut place = None;
         let probes = if traced {
             // A bzImage's symbols, types and probe sites come from the kernel ELF its payload
-            // decompresses to.
-            let kernel = kernel_elf(&config.image.bytes).map_err(|source| VmmError::BzImage {
-                image: config.image.name.clone(),
-                source,
-            })?;
-            let kernel: Arc<Vec<u8>> = Arc::new(kernel.into_owned());
+            // decompresses to; any other image is that ELF, and its bytes (not needed in the
+            // config any more) move here instead of being copied.
+            let decompressed = match kernel_elf(&config.image.bytes) {
+                Ok(Cow::Owned(elf)) => Some(elf),
+                Ok(Cow::Borrowed(_)) => None,
+                Err(source) => {
+                    return Err(VmmError::BzImage {
+                        image: config.image.name.clone(),
+                        source,
+                    })
+                }
+            };
+            let kernel: Arc<Vec<u8>> =
+                Arc::new(decompressed.unwrap_or_else(|| std::mem::take(&mut config.image.bytes)));
             // A kernel without `.symtab` (a distribution's) has its functions, its current
             // task and its KASLR anchors in kallsyms: decoded once here, for all three.
             let kallsyms = ImageKallsyms::new(&kernel);
