@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use object::{Object, ObjectSection};
 use tests::linux::linux_guest_or_skip;
-use tracer::btf::Btf;
-use tracer::symbols::kallsyms::Kallsyms;
+use tracer::btf::{Btf, Kind};
+use tracer::lang::Kernel;
+use tracer::symbols::kallsyms::{ImageKallsyms, Kallsyms};
+use tracer::symbols::{ElfSymbols, SymbolSource};
 
 fn kernel(test: &str) -> Option<&'static (Vec<u8>, Btf)> {
     static KERNEL: OnceLock<(Vec<u8>, Btf)> = OnceLock::new();
@@ -117,4 +119,51 @@ fn functions_in_btf_are_kernel_text_symbols() {
         found * 100 >= total * 99,
         "{found} of {total} BTF functions are text symbols"
     );
+}
+
+#[test]
+fn one_kallsyms_decode_gives_the_functions_and_btf_s_per_cpu_current_task() {
+    let Some((image, btf)) =
+        kernel("one_kallsyms_decode_gives_the_functions_and_btf_s_per_cpu_current_task")
+    else {
+        return;
+    };
+    // What a traced run does: one decode for the functions and the current task.
+    let kallsyms = ImageKallsyms::new(image);
+    let symbols = ElfSymbols::load_with(&kallsyms).expect("functions");
+    assert!(
+        kallsyms.is_decoded(),
+        "the Debian vmlinux has no .symtab: its functions come from kallsyms"
+    );
+    let kernel = Kernel::from_image_with(&kallsyms).expect("BTF");
+    let current = kernel.current.expect("the current task is found");
+
+    // Independently: pahole lists each per-CPU variable in BTF's DATASEC `.data..percpu` at
+    // its offset in that section, and the ELF links the section at 0 (x86-64 per-CPU symbols
+    // are offsets from the per-CPU base). `current_task` is the first member of `struct
+    // pcpu_hot` (arch/x86/include/asm/current.h, 6.12), so the per-CPU offset of the current
+    // task pointer is `pcpu_hot`'s offset in the section.
+    let file = object::File::parse(image.as_slice()).unwrap();
+    let section = file
+        .section_by_name(".data..percpu")
+        .expect(".data..percpu");
+    assert_eq!(section.address(), 0, "per-CPU data is linked at 0");
+    let vars = btf
+        .types()
+        .find_map(|(_, t)| match &t.kind {
+            Kind::Datasec { vars, .. } if t.name == ".data..percpu" => Some(vars),
+            _ => None,
+        })
+        .expect("BTF has the DATASEC .data..percpu");
+    let hot = vars
+        .iter()
+        .find(|v| btf.get(v.ty).is_some_and(|t| t.name == "pcpu_hot"))
+        .expect("BTF lists the per-CPU variable pcpu_hot");
+    assert_eq!(current.percpu_offset, u64::from(hot.offset));
+    assert_eq!(Some(current.task_struct), btf.struct_by_name("task_struct"));
+
+    // The functions are those of a decode of their own.
+    let alone = ElfSymbols::load(image).expect("functions");
+    assert_eq!(symbols.functions(), alone.functions());
+    assert!(symbols.functions().len() > 50_000);
 }

@@ -1,5 +1,6 @@
 //! Building a VM from a [`VmConfig`] and running it to an [`Outcome`].
 
+use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,7 @@ use crate::trace::{
 };
 use tracer::bzimage::kernel_elf;
 use tracer::probes::catalogue;
+use tracer::symbols::kallsyms::ImageKallsyms;
 use tracer::symbols::ElfSymbols;
 
 mod arming;
@@ -140,7 +142,7 @@ pub struct Vm {
 
 impl Vm {
     /// Builds the VM: memory, irqchip, image, boot tables, vCPUs (started paused).
-    pub fn new(config: VmConfig) -> Result<Vm, VmmError> {
+    pub fn new(mut config: VmConfig) -> Result<Vm, VmmError> {
         let kvm_handle = open_kvm()?;
         let max = max_cpus(&kvm_handle);
         if config.cpus == 0 || config.cpus > max {
@@ -216,18 +218,29 @@ impl Vm {
         let mut place = None;
         let probes = if traced {
             // A bzImage's symbols, types and probe sites come from the kernel ELF its payload
-            // decompresses to.
-            let kernel = kernel_elf(&config.image.bytes).map_err(|source| VmmError::BzImage {
-                image: config.image.name.clone(),
-                source,
-            })?;
-            let kernel: Arc<Vec<u8>> = Arc::new(kernel.into_owned());
-            let symbols = ElfSymbols::load(&kernel).map_err(ProbeError::from)?;
+            // decompresses to; any other image is that ELF, and its bytes (not needed in the
+            // config any more) move here instead of being copied.
+            let decompressed = match kernel_elf(&config.image.bytes) {
+                Ok(Cow::Owned(elf)) => Some(elf),
+                Ok(Cow::Borrowed(_)) => None,
+                Err(source) => {
+                    return Err(VmmError::BzImage {
+                        image: config.image.name.clone(),
+                        source,
+                    })
+                }
+            };
+            let kernel: Arc<Vec<u8>> =
+                Arc::new(decompressed.unwrap_or_else(|| std::mem::take(&mut config.image.bytes)));
+            // A kernel without `.symtab` (a distribution's) has its functions, its current
+            // task and its KASLR anchors in kallsyms: decoded once here, for all three.
+            let kallsyms = ImageKallsyms::new(&kernel);
+            let symbols = ElfSymbols::load_with(&kallsyms).map_err(ProbeError::from)?;
             let mut all = catalogue(&kernel, &symbols);
             // A Linux kernel's BTF types `args[N]` and `->`, and its kallsyms locate the
             // current task (per-CPU offsets are absolute: no slide); read once per VM, for
             // `run -n` and every attaching client.
-            let kernel_types = Arc::new(crate::trace::kernel_types(&kernel));
+            let kernel_types = Arc::new(crate::trace::kernel_types(&kallsyms));
             paging.set_wants_kernel_gs_base(kernel_types.is_ok());
             let planned = match &config.trace {
                 Some(spec) => Some(plan(spec, &all, &kernel_types)?),
@@ -277,7 +290,7 @@ impl Vm {
             // addresses; its place is still checked for attaching clients (slide 0).
             if bzimage {
                 let p = KernelPlace::new(
-                    &kernel,
+                    &kallsyms,
                     symbols.clone(),
                     memory.clone(),
                     Some(Arc::clone(&probes)),
@@ -286,7 +299,7 @@ impl Vm {
                 .map_err(VmmError::Kaslr)?;
                 place = Some(Arc::new(p));
             } else if pvh && config.control.is_some() {
-                place = KernelPlace::new(&kernel, symbols.clone(), memory.clone(), None, boot)
+                place = KernelPlace::new(&kallsyms, symbols.clone(), memory.clone(), None, boot)
                     .ok()
                     .map(Arc::new);
             }

@@ -5,11 +5,12 @@
 //! [`Kernel::from_image`] reads both from a vmlinux without debug files: the `.BTF` section,
 //! and the per-CPU symbol `pcpu_hot` from kallsyms (x86-64 per-CPU symbols are offsets from
 //! the per-CPU base, which is the GS base in kernel mode) with `current_task`'s offset in
-//! `struct pcpu_hot` from BTF.
+//! `struct pcpu_hot` from BTF. [`Kernel::from_image_with`] takes the kallsyms a run has already
+//! decoded for its symbol table instead of decoding them again.
 
 use crate::btf::{Btf, BtfError, TypeId};
 use crate::probes::Probe;
-use crate::symbols::kallsyms::Kallsyms;
+use crate::symbols::kallsyms::ImageKallsyms;
 
 /// A Linux kernel's types and the location of its current-task pointer.
 #[derive(Debug, Clone)]
@@ -34,8 +35,15 @@ impl Kernel {
     /// without a `.BTF` section is an error ([`BtfError::NoBtf`]): it is not a kernel this
     /// module can type.
     pub fn from_image(image: &[u8]) -> Result<Self, BtfError> {
-        let btf = Btf::from_elf(image)?;
-        let current = match Kallsyms::from_elf(image) {
+        Self::from_image_with(&ImageKallsyms::new(image))
+    }
+
+    /// [`Kernel::from_image`] for the image of `kallsyms`, whose tables are decoded only if
+    /// no other user has decoded them yet (the symbol table of the same run usually has), and
+    /// only if the image has BTF.
+    pub fn from_image_with(kallsyms: &ImageKallsyms<'_>) -> Result<Self, BtfError> {
+        let btf = Btf::from_elf(kallsyms.image())?;
+        let current = match kallsyms.get() {
             Ok(k) => current_task(&btf, |name| k.by_name(name).first().map(|s| s.address)),
             Err(e) => Err(format!("the kernel's kallsyms cannot be read: {e}")),
         };

@@ -9,7 +9,8 @@
 //!
 //! An image without a `.symtab` (a Linux kernel as distributions ship it) gets its functions
 //! from the kernel's own kallsyms table instead ([`ElfSymbols::from_kallsyms`]; [`ElfSymbols::load`]
-//! picks): the section headers still say where the executable code is.
+//! picks; [`ElfSymbols::load_with`] leaves the decoded table to the run's other users): the
+//! section headers still say where the executable code is.
 //!
 //! Module names: every function of the image gets the module [`KERNEL_MODULE`] (`"kernel"`),
 //! as FreeBSD's DTrace names the kernel proper in `fbt:kernel:...`. The image is one kernel,
@@ -20,7 +21,7 @@ use object::{
     Object, ObjectSection, ObjectSymbol, ObjectSymbolTable, SectionKind, SymbolKind, SymbolSection,
 };
 
-use super::kallsyms::{Kallsyms, KallsymsError};
+use super::kallsyms::{ImageKallsyms, KallsymsError};
 use super::{Function, SymbolSource, SymbolTable};
 
 /// The module name given to the functions of a kernel image (DTrace's `probemod`).
@@ -137,11 +138,16 @@ impl ElfSymbols {
     }
 
     /// Reads the functions of a kernel image from its kallsyms table (see
-    /// [`Kallsyms::functions`]): text symbols inside the image's executable sections, each
+    /// [`Kallsyms::functions`](super::kallsyms::Kallsyms::functions)): text symbols inside the image's executable sections, each
     /// ending where the next symbol starts. Module name [`KERNEL_MODULE`].
     pub fn from_kallsyms(image: &[u8]) -> Result<Self, SymbolError> {
-        let file = open(image)?;
-        let kallsyms = Kallsyms::from_elf(image)?;
+        Self::from_decoded(&ImageKallsyms::new(image))
+    }
+
+    /// [`ElfSymbols::from_kallsyms`] from tables decoded once for several users.
+    fn from_decoded(kallsyms: &ImageKallsyms<'_>) -> Result<Self, SymbolError> {
+        let file = open(kallsyms.image())?;
+        let kallsyms = kallsyms.get()?;
         let text = text_sections(&file);
         let ranges: Vec<_> = text
             .iter()
@@ -162,8 +168,14 @@ impl ElfSymbols {
     /// The functions of `image` from its `.symtab`, or, where it has none, from its kallsyms
     /// table ([`ElfSymbols::from_kallsyms`]).
     pub fn load(image: &[u8]) -> Result<Self, SymbolError> {
-        match Self::parse(image) {
-            Err(SymbolError::NoSymbolTable) => Self::from_kallsyms(image),
+        Self::load_with(&ImageKallsyms::new(image))
+    }
+
+    /// [`ElfSymbols::load`] for the image of `kallsyms`, decoding its kallsyms (only if it has
+    /// no `.symtab`) into `kallsyms`, where the run's other users find them decoded.
+    pub fn load_with(kallsyms: &ImageKallsyms<'_>) -> Result<Self, SymbolError> {
+        match Self::parse(kallsyms.image()) {
+            Err(SymbolError::NoSymbolTable) => Self::from_decoded(kallsyms),
             other => other,
         }
     }

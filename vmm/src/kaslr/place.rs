@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tracer::symbols::kallsyms::Kallsyms;
+use tracer::symbols::kallsyms::{ImageKallsyms, Kallsyms};
 use tracer::symbols::ElfSymbols;
 use vcpu::{KernelState, Kicker};
 use vm_memory::GuestMemoryMmap;
@@ -70,7 +70,8 @@ pub type Job = Box<dyn FnOnce(&Found) + Send>;
 pub struct KernelPlace {
     anchors: Anchors,
     symbols: ElfSymbols,
-    kallsyms: Kallsyms,
+    /// The image's kallsyms (shared with the run's symbol table and kernel types).
+    kallsyms: Arc<Kallsyms>,
     memory: GuestMemoryMmap,
     probes: Option<Arc<ProbeSet>>,
     start: Instant,
@@ -86,16 +87,18 @@ pub struct KernelPlace {
 }
 
 impl KernelPlace {
-    /// The place of the kernel ELF `elf` (the bzImage's payload, whose functions are
-    /// `symbols`) in `memory`; `probes` get its address map once it is known.
+    /// The place of the kernel ELF whose kallsyms are `kallsyms` (the bzImage's payload, whose
+    /// functions are `symbols`) in `memory`; `probes` get its address map once it is known.
+    /// The tables are decoded only if the run has not decoded them already.
     pub fn new(
-        elf: &[u8],
+        kallsyms: &ImageKallsyms<'_>,
         symbols: ElfSymbols,
         memory: GuestMemoryMmap,
         probes: Option<Arc<ProbeSet>>,
         start: Instant,
     ) -> Result<KernelPlace, String> {
-        let kallsyms = Kallsyms::from_elf(elf).map_err(|e| e.to_string())?;
+        let elf = kallsyms.image();
+        let kallsyms = Arc::clone(kallsyms.get().map_err(|e| e.to_string())?);
         let anchors = Anchors::new(elf, &kallsyms).map_err(|e| e.to_string())?;
         Ok(KernelPlace {
             anchors,

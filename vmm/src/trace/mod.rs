@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use tracer::lang::{compile_for, Kernel, Program, Source, Target, TimerKind};
 use tracer::probes::Probe;
+use tracer::symbols::kallsyms::ImageKallsyms;
 
 pub use paging::{GuestPaging, Translation};
 pub use registry::{Sessions, VcpuAccess};
@@ -65,10 +66,11 @@ pub struct TraceTarget {
     pub kernel: std::sync::Arc<Result<Kernel, String>>,
 }
 
-/// The kernel types of `image` for [`plan`]: a Linux kernel's BTF and current-task location,
-/// or why there are none (a built-in guest has no `.BTF`).
-pub fn kernel_types(image: &[u8]) -> Result<Kernel, String> {
-    Kernel::from_image(image).map_err(|e| e.to_string())
+/// The kernel types of the image of `kallsyms` for [`plan`]: a Linux kernel's BTF and
+/// current-task location, or why there are none (a built-in guest has no `.BTF`). The current
+/// task comes from the kallsyms the run's symbol table already decoded, if it did.
+pub fn kernel_types(kallsyms: &ImageKallsyms<'_>) -> Result<Kernel, String> {
+    Kernel::from_image_with(kallsyms).map_err(|e| e.to_string())
 }
 
 /// What to trace and how to print it.

@@ -14,7 +14,8 @@
 //! The search needs nothing but the bytes and their virtual address ([`Kallsyms::from_region`]:
 //! a vmlinux's `.rodata`, or guest memory once a bzImage has decompressed itself);
 //! [`Kallsyms::from_elf`] restricts it to `.rodata` of an ELF image. A layout it cannot make
-//! sense of is a typed [`KallsymsError`], never a guess.
+//! sense of is a typed [`KallsymsError`], never a guess. [`ImageKallsyms`] decodes an image's
+//! tables once for all their users in a run.
 //!
 //! Functions for probes ([`Kallsyms::functions`]): kallsyms has no sizes, so a function ends
 //! where the next symbol at a higher address starts, or at the end of its executable range.
@@ -25,6 +26,7 @@ mod addresses;
 mod names;
 mod region;
 mod seqs;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod tokens;
@@ -35,11 +37,12 @@ use object::{Object, ObjectSection};
 
 pub use addresses::AddressMode;
 use region::Region;
+pub use shared::ImageKallsyms;
 
 use super::Function;
 
 /// Why no kallsyms table could be decoded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum KallsymsError {
     /// The image is not an ELF file.
     #[error("this image is not an ELF file")]
