@@ -334,7 +334,8 @@ impl AggSet {
         true
     }
 
-    /// Folds `other` into `self` (see the module documentation).
+    /// Folds `other` into `self` (see the module documentation), moving its keys. (A table
+    /// holds at most `u32::MAX` entries, hundreds of GB; entries past that are dropped.)
     pub fn fold(&mut self, other: AggSet) {
         if self.tables.len() < other.tables.len() {
             self.tables
