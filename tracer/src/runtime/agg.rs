@@ -12,11 +12,9 @@
 //! for everything below `lo` and one for everything from `lo + levels * step` up.
 
 use std::cmp::Ordering;
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 
-use rustc_hash::FxBuildHasher;
-
+use super::agg_table::{hash_values, Folded};
+pub use super::agg_table::{AggKey, AggTable};
 use super::value::{compare_keys, Value};
 use crate::lang::{AggFunc, Program};
 
@@ -24,16 +22,6 @@ use crate::lang::{AggFunc, Program};
 pub const QUANTIZE_BUCKETS: usize = 127;
 /// Index of the `quantize` bucket holding 0.
 pub const QUANTIZE_ZERO: usize = 63;
-
-/// The key of an aggregation entry (empty for an unkeyed aggregation).
-pub type AggKey = Vec<Value>;
-
-/// How aggregation tables hash their keys: FxHash (`rustc-hash`), fast and not keyed, chosen
-/// over std's SipHash because hashing dominated high-cardinality aggregation.
-pub type AggHasher = FxBuildHasher;
-
-/// One aggregation's entries: key to value.
-pub type AggTable = HashMap<AggKey, AggValue, AggHasher>;
 
 /// The value of one aggregation entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +232,7 @@ impl AggValue {
 
 /// The memory an aggregation entry is charged for (an estimate of what it holds: key
 /// values, strings, histogram buckets and table overhead), for [`AggSet::add`]'s budget.
-pub fn entry_bytes(key: &AggKey, value: &AggValue) -> usize {
+pub fn entry_bytes(key: &[Value], value: &AggValue) -> usize {
     let keys: usize = key
         .iter()
         .map(|k| 32 + k.as_str().map_or(0, str::len))
@@ -287,12 +275,12 @@ impl AggSet {
 
     /// Total number of entries over every aggregation.
     pub fn len(&self) -> usize {
-        self.tables.iter().map(HashMap::len).sum()
+        self.tables.iter().map(AggTable::len).sum()
     }
 
     /// Whether there are no entries at all.
     pub fn is_empty(&self) -> bool {
-        self.tables.iter().all(HashMap::is_empty)
+        self.tables.iter().all(AggTable::is_empty)
     }
 
     /// The memory charged for all entries ([`entry_bytes`]).
@@ -303,25 +291,33 @@ impl AggSet {
     /// Adds `v` to the entry `key` of aggregation `agg` (function `func`), creating the
     /// entry unless that would charge the set more than `budget` bytes. Returns false if the
     /// value was dropped for lack of room.
-    pub fn add(&mut self, agg: usize, func: AggFunc, key: AggKey, v: i64, budget: usize) -> bool {
+    pub fn add(
+        &mut self,
+        agg: usize,
+        func: AggFunc,
+        key: Vec<Value>,
+        v: i64,
+        budget: usize,
+    ) -> bool {
         self.add_from(agg, func, &mut { key }, v, budget)
     }
 
     /// [`AggSet::add`] for a caller that reuses its key vector: the entry is looked up by
-    /// `key` without taking it, and only a new entry takes the key (leaving `key` empty);
-    /// otherwise `key` is left as it was.
+    /// `key` without taking it, and only a new entry takes the key's values (leaving `key`
+    /// empty, with its allocation); otherwise `key` is left as it was.
     pub fn add_from(
         &mut self,
         agg: usize,
         func: AggFunc,
-        key: &mut AggKey,
+        key: &mut Vec<Value>,
         v: i64,
         budget: usize,
     ) -> bool {
         let Some(table) = self.tables.get_mut(agg) else {
             return false;
         };
-        if let Some(value) = table.get_mut(key.as_slice()) {
+        let hash = hash_values(key);
+        if let Some(value) = table.get_mut(hash, key) {
             value.add(func, v);
             return true;
         }
@@ -331,12 +327,15 @@ impl AggSet {
             return false;
         }
         value.add(func, v);
-        table.insert(std::mem::take(key), value);
+        if !table.insert_new(hash, key, value) {
+            return false;
+        }
         self.bytes += cost;
         true
     }
 
-    /// Folds `other` into `self` (see the module documentation).
+    /// Folds `other` into `self` (see the module documentation), moving its keys. (A table
+    /// holds at most `u32::MAX` entries, hundreds of GB; entries past that are dropped.)
     pub fn fold(&mut self, other: AggSet) {
         if self.tables.len() < other.tables.len() {
             self.tables
@@ -344,12 +343,8 @@ impl AggSet {
         }
         for (mine, theirs) in self.tables.iter_mut().zip(other.tables) {
             for (key, value) in theirs {
-                match mine.entry(key) {
-                    Entry::Occupied(mut e) => e.get_mut().merge(&value),
-                    Entry::Vacant(e) => {
-                        self.bytes += entry_bytes(e.key(), &value);
-                        e.insert(value);
-                    }
+                if let Folded::Added(key, value) = mine.fold_entry(key, value) {
+                    self.bytes += entry_bytes(key, value);
                 }
             }
         }
@@ -419,7 +414,7 @@ impl AggSet {
                 .tables
                 .iter_mut()
                 .map(|t| {
-                    let fresh = AggTable::with_capacity_and_hasher(t.len(), AggHasher::default());
+                    let fresh = AggTable::with_capacity(t.len());
                     std::mem::replace(t, fresh)
                 })
                 .collect(),

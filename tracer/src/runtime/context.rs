@@ -2,6 +2,8 @@
 //! vCPU's registers, guest memory, symbols and stack) and the probe's identity
 //! ([`ProbeInfo`]).
 
+use std::sync::Arc;
+
 /// A guest memory read that failed: nothing mapped (or readable) at `address`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid address ({address:#x})")]
@@ -42,29 +44,30 @@ pub trait ProbeContext {
     }
 }
 
-/// A probe's identity: its ID and four-part name.
+/// A probe's identity: its ID and four-part name. The name parts are shared strings, so
+/// `probefunc` and the like hand out the probe's own string without copying it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProbeInfo {
     /// The probe's ID (as `hvtrace list` shows it; `id` in D).
     pub id: u32,
     /// Provider (`fbt`, `dtrace`, ...): `probeprov`.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// Module: `probemod`.
-    pub module: String,
+    pub module: Arc<str>,
     /// Function: `probefunc`.
-    pub function: String,
+    pub function: Arc<str>,
     /// Name (`entry`, `BEGIN`, ...): `probename`.
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 impl ProbeInfo {
     /// A probe with the given ID and name parts.
     pub fn new(
         id: u32,
-        provider: impl Into<String>,
-        module: impl Into<String>,
-        function: impl Into<String>,
-        name: impl Into<String>,
+        provider: impl Into<Arc<str>>,
+        module: impl Into<Arc<str>>,
+        function: impl Into<Arc<str>>,
+        name: impl Into<Arc<str>>,
     ) -> Self {
         Self {
             id,

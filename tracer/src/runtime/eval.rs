@@ -103,7 +103,7 @@ impl Env<'_> {
     pub(crate) fn eval(&self, e: &Expr) -> Result<Value, Fault> {
         Ok(match &e.kind {
             ExprKind::Int(v) => Value::from_bits(e.ty, *v),
-            ExprKind::Str(s) => Value::Str(s.clone()),
+            ExprKind::Str(s) => Value::str(s.as_str()),
             // `args[N]` reuses `argN` with its own (unsigned or pointer) type.
             ExprKind::Builtin(b) => self.builtin(*b)?.coerce(e.ty),
             ExprKind::Reg(idx) => {
@@ -195,12 +195,12 @@ impl Env<'_> {
             }
             ExprKind::ReadString(addr) => {
                 let a = self.eval(addr)?.bits();
-                Value::Str(read_string(self.ctx, a, self.limits.strsize)?)
+                Value::str(read_string(self.ctx, a, self.limits.strsize)?)
             }
             ExprKind::ReadChars { addr, len } => {
                 let a = self.eval(addr)?.bits();
                 let max = self.limits.strsize.min(*len as usize);
-                Value::Str(read_string(self.ctx, a, max)?)
+                Value::str(read_string(self.ctx, a, max)?)
             }
             ExprKind::Load {
                 addr,
@@ -214,15 +214,15 @@ impl Env<'_> {
             ExprKind::Strjoin(a, b) => {
                 let mut s = self.eval(a)?.to_string();
                 s.push_str(&self.eval(b)?.to_string());
-                Value::Str(truncate_str(s, self.limits.strsize))
+                Value::str(truncate_str(s, self.limits.strsize))
             }
             ExprKind::Lltostr(x) => {
                 let v = self.eval(x)?;
-                Value::Str(v.to_string())
+                Value::str(v.to_string())
             }
             ExprKind::Func(addr) => {
                 let a = self.eval(addr)?.bits();
-                Value::Str(match self.ctx.symbolize(a) {
+                Value::str(match self.ctx.symbolize(a) {
                     Some(sym) => match sym.split_once('+') {
                         Some((name, _)) => name.to_string(),
                         None => sym,

@@ -14,6 +14,7 @@
 
 pub mod agg;
 pub mod agg_print;
+mod agg_table;
 mod consumer;
 mod context;
 mod eval;
@@ -31,7 +32,7 @@ mod value;
 #[cfg(test)]
 mod tests;
 
-pub use agg::{AggHasher, AggKey, AggSet, AggTable, AggValue};
+pub use agg::{AggKey, AggSet, AggTable, AggValue};
 pub use consumer::{merge_records, Consumer, ConsumerOptions, Output, OutputFormat};
 pub use context::{MemoryError, ProbeContext, ProbeInfo};
 pub use exec::{FireSummary, Runtime};

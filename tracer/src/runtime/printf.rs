@@ -5,6 +5,7 @@
 use super::value::Value;
 use crate::lang::format::{ConvKind, Conversion, Length, Piece};
 use crate::lang::Format;
+use crate::lang::Type;
 
 /// The value a `printa` format's `%@` conversions print.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub fn format(
             },
             Piece::Conversion(c) => {
                 let zero = Value::Int(0);
-                let empty = Value::Str(String::new());
+                let empty = Value::zero(Type::Str);
                 let v = next
                     .next()
                     .unwrap_or(if c.kind.takes_string() { &empty } else { &zero });
@@ -59,11 +60,12 @@ fn truncate(bits: u64, length: Length, signed: bool) -> u64 {
 
 fn convert(out: &mut String, c: &Conversion, v: &Value, symbolize: &dyn Fn(u64) -> Option<String>) {
     if let Value::Str(s) = v {
-        let s: String = match c.precision {
-            Some(p) => s.chars().take(p).collect(),
-            None => s.clone(),
-        };
-        return pad(out, c, "", &s);
+        // The first `precision` characters.
+        let end = c
+            .precision
+            .and_then(|p| s.char_indices().nth(p))
+            .map_or(s.len(), |(i, _)| i);
+        return pad(out, c, "", &s[..end]);
     }
     let bits = v.bits();
     match c.kind {

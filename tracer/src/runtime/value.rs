@@ -1,7 +1,12 @@
 //! Runtime values: 64-bit integers (signed or unsigned) and strings.
+//!
+//! Strings are shared (`Arc<str>`): `probefunc` and the other probe names are the probe's own
+//! strings, so a value (or aggregation key) holding one costs no allocation, and two such
+//! values compare equal by pointer before comparing bytes.
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::lang::Type;
 
@@ -12,11 +17,16 @@ pub enum Value {
     Int(i64),
     /// An unsigned 64-bit integer.
     Uint(u64),
-    /// A string.
-    Str(String),
+    /// A string (shared: cloning one does not copy it).
+    Str(Arc<str>),
 }
 
 impl Value {
+    /// A string value.
+    pub fn str(s: impl Into<Arc<str>>) -> Value {
+        Value::Str(s.into())
+    }
+
     /// The zero value of `ty`: 0, or the empty string (what an unset variable reads as).
     pub fn zero(ty: Type) -> Value {
         Value::from_bits(ty, 0)
@@ -27,7 +37,7 @@ impl Value {
         match ty {
             Type::Int => Value::Int(bits as i64),
             Type::Uint | Type::Ptr(_) => Value::Uint(bits),
-            Type::Str => Value::Str(String::new()),
+            Type::Str => Value::Str(Arc::default()),
         }
     }
 
@@ -115,14 +125,11 @@ mod tests {
     fn bits_and_types() {
         assert_eq!(Value::from_bits(Type::Int, u64::MAX), Value::Int(-1));
         assert_eq!(Value::from_bits(Type::Uint, 5), Value::Uint(5));
-        assert_eq!(Value::zero(Type::Str), Value::Str(String::new()));
+        assert_eq!(Value::zero(Type::Str), Value::str(""));
         assert_eq!(Value::Int(-1).bits(), u64::MAX);
         assert_eq!(Value::Int(-1).coerce(Type::Uint), Value::Uint(u64::MAX));
-        assert_eq!(
-            Value::Str("a".into()).coerce(Type::Str),
-            Value::Str("a".into())
-        );
-        assert!(Value::Str(String::new()).is_zero());
+        assert_eq!(Value::str("a").coerce(Type::Str), Value::str("a"));
+        assert!(Value::str("").is_zero());
         assert!(!Value::Int(3).is_zero());
         assert_eq!(Value::Int(-3).to_string(), "-3");
     }
@@ -134,12 +141,9 @@ mod tests {
             Value::Uint(u64::MAX).compare(&Value::Int(1)),
             Ordering::Greater
         );
+        assert_eq!(Value::Int(5).compare(&Value::str("a")), Ordering::Less);
         assert_eq!(
-            Value::Int(5).compare(&Value::Str("a".into())),
-            Ordering::Less
-        );
-        assert_eq!(
-            Value::Str("b".into()).compare(&Value::Str("ab".into())),
+            Value::str("b").compare(&Value::str("ab")),
             Ordering::Greater
         );
         assert_eq!(

@@ -196,7 +196,7 @@ impl Tracing {
         let Some((info, clauses)) = self
             .events
             .iter()
-            .find(|(i, _)| i.name == name && i.provider == provider)
+            .find(|(i, _)| *i.name == *name && *i.provider == *provider)
         else {
             return;
         };
@@ -208,7 +208,7 @@ impl Tracing {
     pub fn uses(&self, provider: &str) -> bool {
         match provider {
             "profile" => !self.profiles.is_empty(),
-            _ => self.events.iter().any(|(i, _)| i.provider == provider),
+            _ => self.events.iter().any(|(i, _)| *i.provider == *provider),
         }
     }
 

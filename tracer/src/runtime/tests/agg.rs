@@ -102,7 +102,7 @@ fn sorted_by_value_then_key_and_trunc() {
     assert_eq!(bottom.len(), 1);
     assert!(bottom
         .table(0)
-        .is_some_and(|t| t.contains_key(&vec![Value::Int(2)])));
+        .is_some_and(|t| t.get(&[Value::Int(2)]).is_some()));
     let mut all = s.clone();
     all.trunc(0, AggFunc::Sum, Some(100));
     assert_eq!(all.len(), 4);
@@ -119,7 +119,7 @@ fn sorted_by_value_then_key_and_trunc() {
 
 #[test]
 fn the_memory_budget_limits_new_keys_only() {
-    let one = entry_bytes(&vec![Value::Int(1)], &AggValue::Count(0));
+    let one = entry_bytes(&[Value::Int(1)], &AggValue::Count(0));
     let mut s = AggSet::with_len(1);
     assert!(s.add(0, AggFunc::Count, vec![Value::Int(1)], 0, one));
     assert!(!s.add(0, AggFunc::Count, vec![Value::Int(2)], 0, one));
@@ -128,7 +128,7 @@ fn the_memory_budget_limits_new_keys_only() {
     assert_eq!(s.bytes(), one);
     // Histograms and strings cost more.
     let q = entry_bytes(
-        &vec![Value::Str("abcdef".into())],
+        &[Value::Str("abcdef".into())],
         &AggValue::new(AggFunc::Quantize),
     );
     assert_eq!(q, 64 + 32 + 6 + 127 * 8);

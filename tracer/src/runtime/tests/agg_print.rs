@@ -123,6 +123,28 @@ fn integer_keys_and_scalar_functions() {
     assert_eq!(got, want);
 }
 
+/// A key longer than the 50 columns of the key field.
+const LONG: &str = "axxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+#[test]
+fn string_and_integer_keys_sorted_by_value_then_key() {
+    // "zz" built by strjoin is the same key as the literal "zz"; "a" sorts before the
+    // 60-character string it starts; the long string is printed whole.
+    let got = end_output(&format!(
+        r#"BEGIN {{ @["zz", -5] = sum(1); @["zz", 3] = sum(1); @["a", 3] = sum(1);
+        @[strjoin("z", "z"), -5] = sum(1); @["{LONG}", 0] = sum(1); }}"#
+    ));
+    let want = [
+        "\n",
+        "  a                                                                 3                1\n",
+        "  axxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx                0                1\n",
+        "  zz                                                                3                1\n",
+        "  zz                                                               -5                2\n",
+    ]
+    .concat();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn keyed_quantize_prints_the_key_then_the_histogram() {
     let got = end_output("BEGIN { @[\"bash\"] = quantize(1); }");

@@ -112,7 +112,7 @@ fn a_fault_stops_the_clause_discards_its_records_and_fires_error() {
             (4, RecordKind::Printf("ERROR 3 0 0 4 0".into())),
         ]
     );
-    assert_eq!(records[4].probe.name, "ERROR");
+    assert_eq!(&*records[4].probe.name, "ERROR");
     assert_eq!(
         records[0].error_message().as_deref(),
         Some("error on enabled probe ID 1 (ID 1: dtrace:::BEGIN): invalid address (0x2) in action #2")

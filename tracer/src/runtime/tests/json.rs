@@ -17,7 +17,7 @@ fn value_json(v: &Value) -> Json {
     match v {
         Value::Int(n) => json!(n),
         Value::Uint(n) => json!(n),
-        Value::Str(s) => json!(s),
+        Value::Str(s) => json!(&**s),
     }
 }
 
@@ -99,10 +99,10 @@ fn record_json(record: &Record, decls: &[AggDecl], aggs: &AggSet) -> Option<Json
         "probe".into(),
         json!({
             "id": record.probe.id,
-            "provider": record.probe.provider,
-            "module": record.probe.module,
-            "function": record.probe.function,
-            "name": record.probe.name,
+            "provider": &*record.probe.provider,
+            "module": &*record.probe.module,
+            "function": &*record.probe.function,
+            "name": &*record.probe.name,
         }),
     );
     if let Json::Object(extra) = extra {
@@ -193,7 +193,7 @@ fn aggregations() -> (Vec<AggDecl>, AggSet) {
     for (agg, decl) in decls.iter().enumerate() {
         for (j, s) in nasty_strings().into_iter().enumerate() {
             for (k, &v) in values.iter().enumerate() {
-                let key = vec![Value::Str(s.clone()), Value::Int((j * k) as i64 - 20)];
+                let key = vec![Value::str(s.as_str()), Value::Int((j * k) as i64 - 20)];
                 assert!(set.add(agg, decl.func, key, v, usize::MAX));
             }
         }
@@ -218,7 +218,7 @@ fn records(decls: &[AggDecl]) -> Vec<Record> {
         for kind in [
             RecordKind::Fired,
             RecordKind::Printf(s.clone()),
-            RecordKind::Trace(Value::Str(s.clone())),
+            RecordKind::Trace(Value::str(s.as_str())),
             RecordKind::Stack(vec![
                 StackFrame {
                     address: u64::MAX,
@@ -335,7 +335,7 @@ proptest! {
 
     #[test]
     fn any_value_is_written_like_serde_json(n in any::<i64>(), u in any::<u64>(), s in "\\PC*") {
-        for v in [Value::Int(n), Value::Uint(u), Value::Str(s.clone())] {
+        for v in [Value::Int(n), Value::Uint(u), Value::str(s.as_str())] {
             let mut out = String::new();
             write_value(&mut out, &v);
             prop_assert_eq!(out, value_json(&v).to_string());
