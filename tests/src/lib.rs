@@ -104,6 +104,28 @@ pub struct RunOutput {
     pub elapsed: Duration,
 }
 
+/// `hvtrace run --guest GUEST --cpus CPUS --cmdline CMDLINE --timeout 60 -q -n PROGRAM`,
+/// killed after 120 s (see [`run_hvtrace`]).
+pub fn trace_guest(guest: &str, cpus: &str, cmdline: &str, program: &str) -> RunOutput {
+    run_hvtrace(
+        &[
+            "run",
+            "--guest",
+            guest,
+            "--cpus",
+            cpus,
+            "--cmdline",
+            cmdline,
+            "--timeout",
+            "60",
+            "-q",
+            "-n",
+            program,
+        ],
+        Duration::from_secs(120),
+    )
+}
+
 /// Runs `hvtrace ARGS`, killing it and failing the test if it is still running after
 /// `bound` (which names what was stuck).
 pub fn run_hvtrace(args: &[&str], bound: Duration) -> RunOutput {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tests::{kvm_or_skip, run_hvtrace};
+use tests::{kvm_or_skip, run_hvtrace, trace_guest};
 use tracer::symbols::{ElfSymbols, SymbolSource};
 
 const BOUND: Duration = Duration::from_secs(120);
@@ -22,27 +22,6 @@ fn rows(stdout: &str) -> Vec<(Vec<String>, u64)> {
         .collect()
 }
 
-/// `hvtrace run --guest GUEST --cpus CPUS --cmdline CMDLINE -q -n PROGRAM` (bounded).
-fn trace(guest: &str, cpus: &str, cmdline: &str, program: &str) -> tests::RunOutput {
-    run_hvtrace(
-        &[
-            "run",
-            "--guest",
-            guest,
-            "--cpus",
-            cpus,
-            "--cmdline",
-            cmdline,
-            "--timeout",
-            "60",
-            "-q",
-            "-n",
-            program,
-        ],
-        BOUND,
-    )
-}
-
 fn count(rows: &[(Vec<String>, u64)], key: &[&str]) -> u64 {
     rows.iter()
         .find(|(k, _)| k.iter().map(String::as_str).eq(key.iter().copied()))
@@ -54,7 +33,7 @@ fn apic_events_match_what_the_guest_did() {
     if !kvm_or_skip("apic_events_match_what_the_guest_did") {
         return;
     }
-    let out = trace(
+    let out = trace_guest(
         "ipi-bench",
         "2",
         "iters=50 warmup=5",
@@ -88,7 +67,7 @@ fn profile_samples_every_vcpu_in_the_guests_own_functions() {
     if !kvm_or_skip("profile_samples_every_vcpu_in_the_guests_own_functions") {
         return;
     }
-    let out = trace(
+    let out = trace_guest(
         "spin",
         "2",
         "mode=count cpus=all",
@@ -128,7 +107,7 @@ fn every_single_stepped_hit_stops_and_resumes_the_others_once() {
     if !kvm_or_skip("every_single_stepped_hit_stops_and_resumes_the_others_once") {
         return;
     }
-    let out = trace(
+    let out = trace_guest(
         "spin",
         "2",
         "mode=stepcalls n=300",

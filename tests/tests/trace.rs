@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tests::{kvm_or_skip, run_hvtrace, temp_file, xcall_lab_calls};
+use tests::{kvm_or_skip, run_hvtrace, temp_file, trace_guest, xcall_lab_calls};
 
 const BOUND: Duration = Duration::from_secs(120);
 
@@ -19,23 +19,14 @@ fn counts_match_the_guests_own_counts_for_entry_and_return() {
         return;
     }
     for cpus in ["2", "4"] {
-        let out = run_hvtrace(
-            &[
-                "run",
-                "--guest",
-                "xcall-lab",
-                "--cpus",
-                cpus,
-                "--cmdline",
-                "variant=eoi-early,caller-irqs-on calls=10",
-                "-q",
-                "-n",
-                "fbt::xcall:entry { @c = count(); } fbt::xcall:return { @r = count(); } \
-                 fbt::xcall_func_count:entry { @f = count(); } \
-                 END { printa(\"entries %@d\\n\", @c); printa(\"returns %@d\\n\", @r); \
-                 printa(\"runs %@d\\n\", @f); }",
-            ],
-            BOUND,
+        let out = trace_guest(
+            "xcall-lab",
+            cpus,
+            "variant=eoi-early,caller-irqs-on calls=10",
+            "fbt::xcall:entry { @c = count(); } fbt::xcall:return { @r = count(); } \
+             fbt::xcall_func_count:entry { @f = count(); } \
+             END { printa(\"entries %@d\\n\", @c); printa(\"returns %@d\\n\", @r); \
+             printa(\"runs %@d\\n\", @f); }",
         );
         assert_eq!(out.status, Some(0), "{out:?}");
         let calls = xcall_lab_calls(&out.stdout);
@@ -226,23 +217,14 @@ fn single_stepped_probes_count_exactly_too() {
     // stops the other vCPUs, single-steps the original instruction and re-arms. Its callers are
     // the IPI handler and the kick handler, whose entries are emulated.
     for cpus in ["2", "4"] {
-        let out = run_hvtrace(
-            &[
-                "run",
-                "--guest",
-                "xcall-lab",
-                "--cpus",
-                cpus,
-                "--cmdline",
-                "variant=eoi-early,eoi-late,caller-irqs-on calls=10",
-                "-q",
-                "-n",
-                "fbt::lapic_eoi:entry { @e = count(); } fbt::xcall_handler:entry { @h = count(); } \
-                 fbt::kick_handler:entry { @k = count(); } \
-                 END { printa(\"eoi %@d\\n\", @e); printa(\"handler %@d\\n\", @h); \
-                 printa(\"kick %@d\\n\", @k); }",
-            ],
-            BOUND,
+        let out = trace_guest(
+            "xcall-lab",
+            cpus,
+            "variant=eoi-early,eoi-late,caller-irqs-on calls=10",
+            "fbt::lapic_eoi:entry { @e = count(); } fbt::xcall_handler:entry { @h = count(); } \
+             fbt::kick_handler:entry { @k = count(); } \
+             END { printa(\"eoi %@d\\n\", @e); printa(\"handler %@d\\n\", @h); \
+             printa(\"kick %@d\\n\", @k); }",
         );
         assert_eq!(out.status, Some(0), "{out:?}");
         let handler = value_after(&out.stdout, "handler ");
@@ -357,20 +339,11 @@ fn trace_records_never_split_a_guest_console_line() {
     }
     // A record for every byte the guest sends to its UART, printed while the guest is in the
     // middle of its lines: the records go between the guest's lines, never into them.
-    let out = run_hvtrace(
-        &[
-            "run",
-            "--guest",
-            "xcall-lab",
-            "--cpus",
-            "2",
-            "--cmdline",
-            "variant=eoi-early calls=5",
-            "-q",
-            "-n",
-            "fbt::serial_putc:entry { printf(\"hit %d\\n\", arg0); }",
-        ],
-        BOUND,
+    let out = trace_guest(
+        "xcall-lab",
+        "2",
+        "variant=eoi-early calls=5",
+        "fbt::serial_putc:entry { printf(\"hit %d\\n\", arg0); }",
     );
     assert_eq!(out.status, Some(0), "{out:?}");
     let mut console = String::new();
