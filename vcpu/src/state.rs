@@ -20,9 +20,6 @@ use crate::exit::{ExitKind, GuestWait};
 use crate::kick::kick;
 use crate::sync::{Condvar, Mutex, MutexGuard};
 
-/// How long [`Shared::wait_until`] checks, yielding, before it sleeps on the condition variable.
-pub const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(200);
-
 /// Where a vCPU thread is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RunState {
@@ -219,20 +216,12 @@ impl Shared {
     }
 
     /// Waits until `done` holds or `timeout` passes; returns whether it holds.
-    ///
-    /// It first checks for [`SPIN_BEFORE_SLEEP`], yielding the CPU between checks, and only
-    /// then sleeps on the condition variable: a vCPU leaving `KVM_RUN` for a stop usually
-    /// answers within tens of µs, and sleeping adds a futex wake-up and a reschedule of the
-    /// waiter on top (docs/BENCHMARKS.md, stop-the-world).
     pub fn wait_until(
         &self,
         timeout: Duration,
         mut done: impl FnMut(&Control) -> bool,
     ) -> (bool, MutexGuard<'_, Control>) {
         let deadline = Instant::now() + timeout;
-        if let Some(guard) = self.spin_until(deadline, &mut done) {
-            return (true, guard);
-        }
         let mut guard = self.lock();
         loop {
             if done(&guard) {
@@ -247,38 +236,5 @@ impl Shared {
                 Err(p) => p.into_inner().0,
             };
         }
-    }
-
-    /// The spinning part of [`Shared::wait_until`]: `done`'s guard if it held within
-    /// [`SPIN_BEFORE_SLEEP`] (and before `deadline`). Not under loom, whose model checks the
-    /// sleeping protocol and would have to explore every spin.
-    #[cfg(not(loom))]
-    fn spin_until(
-        &self,
-        deadline: Instant,
-        done: &mut impl FnMut(&Control) -> bool,
-    ) -> Option<MutexGuard<'_, Control>> {
-        let until = deadline.min(Instant::now() + SPIN_BEFORE_SLEEP);
-        loop {
-            let guard = self.lock();
-            if done(&guard) {
-                return Some(guard);
-            }
-            drop(guard);
-            if Instant::now() >= until {
-                return None;
-            }
-            std::thread::yield_now();
-        }
-    }
-
-    /// Under loom: no spinning (see the other cfg).
-    #[cfg(loom)]
-    fn spin_until(
-        &self,
-        _deadline: Instant,
-        _done: &mut impl FnMut(&Control) -> bool,
-    ) -> Option<MutexGuard<'_, Control>> {
-        None
     }
 }
