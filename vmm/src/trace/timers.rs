@@ -65,9 +65,13 @@ impl Tracing {
                     pending.fetch_or(bit, Ordering::SeqCst);
                     kicker.kick();
                 }
-            } else if state != RunState::Exited && snapshot.wait != Some(GuestWait::Sipi) {
-                // Halted or stopped: sampled where it waits (a vCPU still waiting for its
-                // start-up IPI has run nothing and is not sampled).
+            } else if state != RunState::Exited
+                && snapshot.wait != Some(GuestWait::Sipi)
+                && snapshot.exits > 0
+            {
+                // Halted or stopped: sampled where it waits. A vCPU still waiting for its
+                // start-up IPI, or one that has not left the guest once yet (its snapshot's
+                // RIP is not a guest RIP but the initial 0), has nothing to sample.
                 let regs = Regs {
                     rip: snapshot.rip,
                     ..Regs::default()
